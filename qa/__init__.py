@@ -1,0 +1,36 @@
+"""articles-qa: question answering over news articles, with cited sentences.
+
+    import qa
+    lib = qa.Library()                      # ./.qa-data, collection "articles"
+    lib.ingest(["seeds/"])
+    hits = lib.search("Who said GSOMIA scrapping was a misjudgment?", k=3)
+"""
+
+from typing import TYPE_CHECKING
+
+__all__ = ["Library", "IngestReport", "Hit", "Filters", "Settings", "QAError", "InputError"]
+
+if TYPE_CHECKING:
+    from .config import Settings
+    from .errors import InputError, QAError
+    from .library import IngestReport, Library
+    from .retrieval import Filters, Hit
+
+_HOMES = {
+    "Library": "library",
+    "IngestReport": "library",
+    "Hit": "retrieval",
+    "Filters": "retrieval",
+    "Settings": "config",
+    "QAError": "errors",
+    "InputError": "errors",
+}
+
+
+def __getattr__(name: str):
+    # Lazy: `import qa` stays cheap; torch and chromadb load only when a Library is made.
+    if name in _HOMES:
+        import importlib
+
+        return getattr(importlib.import_module(f".{_HOMES[name]}", __name__), name)
+    raise AttributeError(f"module 'qa' has no attribute {name!r}")

@@ -1,0 +1,129 @@
+"""Command line: a thin layer over qa.Library. Heavy modules load inside the commands, so
+`qa --help` answers at once."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Question answering over news articles.")
+_options: dict = {}
+
+
+@app.callback()
+def _global(
+    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Embedded store folder [env QA_DATA_DIR, default ./.qa-data]."),
+    chroma_url: Optional[str] = typer.Option(None, "--chroma-url", help="Chroma server, http://host:port [env QA_CHROMA_URL]."),
+    collection: Optional[str] = typer.Option(None, "--collection", "-c", help="Collection name [env QA_COLLECTION, default articles]."),
+):
+    _options.update(data_dir=data_dir, chroma_url=chroma_url, collection=collection)
+
+
+def _fail(message: str, code: int = 2):
+    typer.secho(f"error: {message}", fg="red", err=True)
+    raise typer.Exit(code)
+
+
+def _library():
+    from .config import get_settings
+    from .library import Library
+
+    settings = get_settings(**_options)
+    return Library(settings.chroma_url or settings.data_dir, settings.collection, settings=settings)
+
+
+def _run(fn):
+    """Known errors become one red line and exit code 2, never a traceback."""
+    from .errors import QAError
+
+    try:
+        return fn()
+    except (QAError, ValueError, KeyError) as exc:
+        _fail(str(exc).strip("'\""))
+
+
+@app.command()
+def ingest(paths: list[Path] = typer.Argument(..., help="Files or folders (.txt .md .html .json .jsonl).")):
+    """Add articles; unchanged ones are skipped, changed ones replaced."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    def work():
+        lib = _library()
+        with Progress(
+            TextColumn("{task.description:>6}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+            transient=True, disable=not sys.stderr.isatty(), console=None,
+        ) as bar:
+            tasks: dict[str, int] = {}
+
+            def progress(stage: str, done: int, total: int):
+                if stage not in tasks:
+                    tasks[stage] = bar.add_task(stage, total=total)
+                bar.update(tasks[stage], completed=done, total=total)
+
+            return lib.ingest(paths, progress=progress)
+
+    report = _run(work)
+    for source, reason in report.rejected:
+        typer.secho(f"rejected: {source}: {reason}", fg="yellow", err=True)
+    for label, ids in (("added", report.added), ("replaced", report.replaced)):
+        for article_id in ids:
+            typer.echo(f"{label}: {article_id}")
+    typer.echo(report.summary())
+    if report.rejected:
+        raise typer.Exit(1)
+
+
+@app.command()
+def search(
+    question: str,
+    k: int = typer.Option(5, "-k", help="Number of passages."),
+    source: Optional[str] = typer.Option(None, help="Only this source file."),
+    date_from: Optional[str] = typer.Option(None, help="Published on or after YYYY-MM-DD."),
+    date_to: Optional[str] = typer.Option(None, help="Published on or before YYYY-MM-DD."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+):
+    """Show the passages that best match a question."""
+    filters = {k_: v for k_, v in dict(source=source, date_from=date_from, date_to=date_to).items() if v}
+    hits = _run(lambda: _library().search(question, k=k, filters=filters or None))
+    if as_json:
+        fields = ("article_id", "title", "published", "start", "end", "score", "text")
+        typer.echo(json.dumps([{f: getattr(h, f) for f in fields} for h in hits], indent=2))
+        return
+    if not hits:
+        typer.echo("No matching passages.")
+    for n, hit in enumerate(hits, start=1):
+        typer.secho(f"[{n}] {hit.title} ({hit.published or 'undated'}) {hit.article_id}:{hit.start}-{hit.end}", bold=True)
+        typer.echo(f"    {hit.text}\n")
+
+
+@app.command()
+def articles(as_json: bool = typer.Option(False, "--json")):
+    """List stored articles."""
+    records = _run(lambda: _library().articles())
+    if as_json:
+        typer.echo(json.dumps([r.__dict__ for r in records], indent=2))
+        return
+    if not records:
+        typer.echo("No articles yet: qa ingest PATH")
+    for r in records:
+        typer.echo(f"{r.id}\t{r.published or '-'}\t{r.chunks} chunks\t{r.title}")
+
+
+@app.command()
+def delete(article_id: str):
+    """Remove an article and its chunks."""
+    if not _run(lambda: _library().delete(article_id)):
+        _fail(f"no article '{article_id}'", code=1)
+    typer.echo(f"deleted: {article_id}")
+
+
+def main():
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,37 @@
+"""All settings in one place: environment variables QA_* and a .env file in the working directory."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="QA_", env_file=".env", extra="ignore")
+
+    # Store: an embedded Chroma in data_dir, or a Chroma server when chroma_url is set.
+    data_dir: Path = Path(".qa-data")
+    chroma_url: str | None = None
+    collection: str = "articles"
+
+    # Embedder: "minilm" (packaged, offline), "openai", or "openai-compatible".
+    embedder: str = "minilm"
+    embed_model: str | None = None
+    embed_base_url: str | None = None
+    embed_api_key: SecretStr | None = None
+    embed_batch_size: int = 64
+
+    # Chunking, in characters of cleaned article text; defaults chosen by benchmarks/retrieval.py.
+    chunk_size: int = 320
+    chunk_overlap: int = 0
+
+    # Retrieval.
+    top_k: int = 5
+    max_file_mb: float = Field(20.0, description="Files above this size are rejected.")
+
+
+def get_settings(**overrides) -> Settings:
+    """Settings from env/.env with explicit (non-None) overrides applied on top."""
+    return Settings(**{k: v for k, v in overrides.items() if v is not None})

@@ -1,0 +1,236 @@
+"""Hybrid retrieval: Chroma vector search and BM25 (bm25s), fused by reciprocal rank.
+
+Chroma is the single source of truth. The BM25 index is a per-process cache built from the chunk
+collection and keyed by the collection's write stamp and chunk count, so it is rebuilt after any
+ingest or delete, by this process or another one sharing a Chroma server.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .store import Store
+
+# Reciprocal-rank-fusion constant (Cormack et al. 2009); 60 is the usual choice.
+RRF_K = 60
+
+
+@dataclass
+class Hit:
+    text: str
+    score: float
+    title: str
+    article_id: str
+    start: int
+    end: int
+    source: str = ""
+    published: str | None = None
+    chunk_id: str = ""
+    ranks: dict = field(default_factory=dict)  # rank in each retriever, for debugging and evals
+
+
+@dataclass
+class Filters:
+    """Metadata filters: any of article_id, source, date_from/date_to (YYYY-MM-DD, inclusive)."""
+
+    article_id: str | None = None
+    source: str | None = None
+    date_from: str | None = None
+    date_to: str | None = None
+
+    @classmethod
+    def parse(cls, value: "Filters | dict | None") -> "Filters":
+        if value is None or isinstance(value, Filters):
+            return value or cls()
+        unknown = set(value) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise ValueError(f"unknown filter field(s): {', '.join(sorted(unknown))}")
+        for key in ("date_from", "date_to"):
+            if value.get(key) and not re.fullmatch(r"\d{4}-\d{2}-\d{2}", str(value[key])):
+                raise ValueError(f"filter '{key}' must be a date YYYY-MM-DD, got {value[key]!r}")
+        return cls(**value)
+
+    def chroma_where(self) -> dict | None:
+        clauses = []
+        if self.article_id:
+            clauses.append({"article_id": self.article_id})
+        if self.source:
+            clauses.append({"source": self.source})
+        if self.date_from:
+            clauses.append({"published_ord": {"$gte": date_ord(self.date_from)}})
+        if self.date_to:
+            clauses.append({"published_ord": {"$lte": date_ord(self.date_to)}})
+        if not clauses:
+            return None
+        return clauses[0] if len(clauses) == 1 else {"$and": clauses}
+
+    def matches(self, meta: dict) -> bool:
+        if self.article_id and meta.get("article_id") != self.article_id:
+            return False
+        if self.source and meta.get("source") != self.source:
+            return False
+        ordinal = meta.get("published_ord")
+        if self.date_from and (ordinal is None or ordinal < date_ord(self.date_from)):
+            return False
+        if self.date_to and (ordinal is None or ordinal > date_ord(self.date_to)):
+            return False
+        return True
+
+
+def date_ord(iso_date: str) -> int:
+    """2019-11-12 -> 20191112: sortable, and a number so Chroma can range-filter it."""
+    return int(iso_date.replace("-", ""))
+
+
+def _tokenizer():
+    import bm25s
+
+    try:
+        import Stemmer
+
+        stemmer = Stemmer.Stemmer("english")
+    except ImportError:  # stemming helps a little; BM25 works without it
+        stemmer = None
+    return bm25s, stemmer
+
+
+class BM25Cache:
+    """bm25s index over the current chunks of one collection."""
+
+    def __init__(self, store: Store):
+        self.store = store
+        self.key: tuple | None = None
+        self.lock = threading.Lock()
+        self.ids: list[str] = []
+        self.texts: list[str] = []
+        self.metas: list[dict] = []
+        self.current: dict[str, str] = {}
+        self.index = None
+
+    def refresh(self) -> None:
+        """Rebuild when the collection changed. The stamp is read before the data, so a write
+        racing with the rebuild leaves a newer stamp behind and triggers another rebuild."""
+        key = self.store.stamp()
+        if key == self.key:
+            return
+        with self.lock:
+            if key == self.key:
+                return
+            current = self.store.current_hashes()
+            ids, texts, metas = self.store.all_chunks()
+            keep = [i for i, m in enumerate(metas) if current.get(m.get("article_id")) == m.get("content_hash")]
+            self.ids = [ids[i] for i in keep]
+            self.texts = [texts[i] for i in keep]
+            self.metas = [metas[i] for i in keep]
+            self.current = current
+            bm25s, stemmer = _tokenizer()
+            self.index = None
+            if self.texts:
+                index = bm25s.BM25()
+                index.index(bm25s.tokenize(self._bm25_texts(), stopwords="en", stemmer=stemmer, show_progress=False), show_progress=False)
+                self.index = index
+            self.key = key
+
+    def _bm25_texts(self) -> list[str]:
+        # The title travels with each chunk: questions often name the article's subject only.
+        return [f"{m.get('title', '')}\n{t}" for t, m in zip(self.texts, self.metas)]
+
+    def search(self, query: str, n: int, filters: "Filters") -> list[int]:
+        """Indices (into self.ids) of the n best BM25 matches with a positive score."""
+        if self.index is None:
+            return []
+        bm25s, stemmer = _tokenizer()
+        tokens = bm25s.tokenize([query], stopwords="en", stemmer=stemmer, return_ids=False, show_progress=False)[0]
+        tokens = [t for t in tokens if t in self.index.vocab_dict]
+        if not tokens:
+            return []
+        scores = self.index.get_scores(tokens)
+        if filters.chroma_where() is not None:
+            mask = np.fromiter((filters.matches(m) for m in self.metas), dtype=bool, count=len(self.metas))
+            scores = np.where(mask, scores, 0.0)
+        n = min(n, len(scores))
+        top = np.argpartition(-scores, n - 1)[:n]
+        top = top[np.argsort(-scores[top])]
+        return [int(i) for i in top if scores[i] > 0]
+
+
+class HybridRetriever:
+    """Vector + BM25 candidates, fused by reciprocal rank; stale chunks (of a replaced article
+    whose registry record moved on) are never returned."""
+
+    def __init__(self, store: Store, embedder, candidates: int = 40):
+        self.store = store
+        self.embedder = embedder
+        self.candidates = candidates
+        self.bm25 = BM25Cache(store)
+
+    def search(self, question: str, k: int = 5, filters: Filters | dict | None = None) -> list[Hit]:
+        filters = Filters.parse(filters)
+        self.bm25.refresh()
+        n = max(self.candidates, 4 * k)
+        fused: dict[str, float] = {}
+        records: dict[str, tuple[str, dict]] = {}
+        ranks: dict[str, dict] = {}
+
+        vector = self.store.query(self.embedder.embed_query(question), n, filters.chroma_where())
+        rank = 0
+        for chunk_id, text, meta, _similarity in vector:
+            if self.bm25.current.get(meta.get("article_id")) != meta.get("content_hash"):
+                continue  # an orphan from an interrupted or in-flight replacement
+            rank += 1
+            fused[chunk_id] = fused.get(chunk_id, 0.0) + 1.0 / (RRF_K + rank)
+            records[chunk_id] = (text, meta)
+            ranks.setdefault(chunk_id, {})["vector"] = rank
+
+        for rank, index in enumerate(self.bm25.search(question, n, filters), start=1):
+            chunk_id = self.bm25.ids[index]
+            fused[chunk_id] = fused.get(chunk_id, 0.0) + 1.0 / (RRF_K + rank)
+            records.setdefault(chunk_id, (self.bm25.texts[index], self.bm25.metas[index]))
+            ranks.setdefault(chunk_id, {})["bm25"] = rank
+
+        best = sorted(fused, key=fused.get, reverse=True)[:k]
+        return [self._hit(chunk_id, *records[chunk_id], fused[chunk_id], ranks[chunk_id]) for chunk_id in best]
+
+    @staticmethod
+    def _hit(chunk_id: str, text: str, meta: dict, score: float, ranks: dict) -> Hit:
+        return Hit(
+            text=text,
+            score=score,
+            title=meta.get("title", ""),
+            article_id=meta["article_id"],
+            start=int(meta["start"]),
+            end=int(meta["end"]),
+            source=meta.get("source", ""),
+            published=meta.get("published") or None,
+            chunk_id=chunk_id,
+            ranks=ranks,
+        )
+
+    def as_llamaindex(self, k: int = 5):
+        """The same retriever as a LlamaIndex BaseRetriever (for query engines and evals)."""
+        from llama_index.core.retrievers import BaseRetriever
+        from llama_index.core.schema import NodeWithScore, TextNode
+
+        outer = self
+
+        class _Retriever(BaseRetriever):
+            def _retrieve(self, query_bundle):
+                return [
+                    NodeWithScore(
+                        node=TextNode(
+                            id_=h.chunk_id,
+                            text=h.text,
+                            start_char_idx=h.start,
+                            end_char_idx=h.end,
+                            metadata={"title": h.title, "article_id": h.article_id, "published": h.published},
+                        ),
+                        score=h.score,
+                    )
+                    for h in outer.search(query_bundle.query_str, k=k)
+                ]
+
+        return _Retriever()

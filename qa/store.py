@@ -1,0 +1,190 @@
+"""Chroma storage: chunks with their vectors, and a registry of articles that is the commit point.
+
+Two Chroma collections per library collection NAME:
+- NAME: one record per chunk (text, vector, article id, content hash, offsets, title, date).
+- NAME__articles: one record per article (content hash, title, date, chunk count). An article's
+  chunks are visible only when their content hash equals the registry's. Replacing an article
+  writes the new chunks, then flips the registry record (one atomic Chroma write), then deletes
+  the old chunks: a reader sees the old version or the new one, never a mix, and a crash at any
+  point leaves only invisible orphans that the next ingest or `qa check` removes.
+The chunk collection's metadata carries the embedder name/dim and a random `stamp` renewed by
+every write, so caches derived from it (the BM25 index) know when to rebuild, across processes.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlparse
+
+from .errors import EmbedderMismatch, StoreError
+
+STAMP_KEY = "qa:stamp"
+EMBEDDER_KEY = "qa:embedder"
+DIM_KEY = "qa:dim"
+REGISTRY_SUFFIX = "__articles"
+
+
+@dataclass
+class ArticleRecord:
+    id: str
+    content_hash: str
+    text_hash: str
+    title: str
+    source: str
+    published: str | None
+    chunks: int
+    chars: int
+    url: str | None = None
+    author: str | None = None
+    dateline: str | None = None
+
+    def to_metadata(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if k != "id" and v is not None}
+
+    @classmethod
+    def from_record(cls, id: str, meta: dict) -> "ArticleRecord":
+        fields = cls.__dataclass_fields__
+        return cls(id=id, **{k: meta.get(k) for k in fields if k != "id"})
+
+
+def make_client(location: str | Path):
+    """An embedded Chroma (a folder path) or a Chroma server (http://host:port), telemetry off."""
+    import chromadb
+    from chromadb.config import Settings as ChromaSettings
+
+    chroma_settings = ChromaSettings(anonymized_telemetry=False)
+    text = str(location)
+    try:
+        if text.startswith(("http://", "https://")):
+            url = urlparse(text)
+            client = chromadb.HttpClient(
+                host=url.hostname or "127.0.0.1",
+                port=url.port or (443 if url.scheme == "https" else 8000),
+                ssl=url.scheme == "https",
+                settings=chroma_settings,
+            )
+            client.heartbeat()
+            return client
+        Path(text).mkdir(parents=True, exist_ok=True)
+        return chromadb.PersistentClient(path=text, settings=chroma_settings)
+    except StoreError:
+        raise
+    except Exception as exc:  # chromadb raises many kinds; the user needs one line
+        raise StoreError(f"cannot open Chroma at {text}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+
+
+class Store:
+    def __init__(self, location: str | Path, collection: str, embedder_name: str, dim: int):
+        self.location = str(location)
+        self.name = collection
+        self.client = make_client(location)
+        self.embedder_name = embedder_name
+        try:
+            self.chunks = self.client.get_or_create_collection(
+                collection,
+                metadata={EMBEDDER_KEY: embedder_name, DIM_KEY: dim, "hnsw:space": "cosine"},
+                embedding_function=None,
+            )
+            self.registry = self.client.get_or_create_collection(
+                collection + REGISTRY_SUFFIX, embedding_function=None
+            )
+        except ValueError as exc:
+            raise StoreError(f"collection '{collection}': {exc}") from None
+        meta = self.chunks.metadata or {}
+        if meta.get(EMBEDDER_KEY) != embedder_name or int(meta.get(DIM_KEY, dim)) != dim:
+            raise EmbedderMismatch(
+                f"collection '{collection}' was built with {meta.get(EMBEDDER_KEY)} ({meta.get(DIM_KEY)}-d), "
+                f"not {embedder_name} ({dim}-d): use another --collection or the same embedder"
+            )
+        self.max_batch = max(1, min(5000, self.client.get_max_batch_size()))
+
+    # --- stamp -------------------------------------------------------------------------------
+    def stamp(self) -> tuple[str, int]:
+        """What derived caches key on: the random write stamp and the chunk count."""
+        collection = self.client.get_collection(self.name, embedding_function=None)
+        return str((collection.metadata or {}).get(STAMP_KEY, "")), collection.count()
+
+    def bump_stamp(self) -> None:
+        meta = {k: v for k, v in (self.chunks.metadata or {}).items() if not k.startswith("hnsw:")}
+        meta[STAMP_KEY] = uuid.uuid4().hex
+        self.chunks.modify(metadata=meta)
+
+    # --- articles ----------------------------------------------------------------------------
+    def get_article(self, article_id: str) -> ArticleRecord | None:
+        got = self.registry.get(ids=[article_id], include=["metadatas"])
+        if not got["ids"]:
+            return None
+        return ArticleRecord.from_record(got["ids"][0], got["metadatas"][0])
+
+    def find_by_text_hash(self, text_hash: str) -> ArticleRecord | None:
+        got = self.registry.get(where={"text_hash": text_hash}, include=["metadatas"], limit=1)
+        if not got["ids"]:
+            return None
+        return ArticleRecord.from_record(got["ids"][0], got["metadatas"][0])
+
+    def list_articles(self) -> list[ArticleRecord]:
+        got = self.registry.get(include=["metadatas"])
+        records = [ArticleRecord.from_record(i, m) for i, m in zip(got["ids"], got["metadatas"])]
+        return sorted(records, key=lambda r: (r.published or "", r.id))
+
+    def current_hashes(self) -> dict[str, str]:
+        got = self.registry.get(include=["metadatas"])
+        return {i: m["content_hash"] for i, m in zip(got["ids"], got["metadatas"])}
+
+    # --- writes ------------------------------------------------------------------------------
+    def write_article(self, record: ArticleRecord, ids, embeddings, documents, metadatas) -> None:
+        """Replace (or add) one article: new chunks, then the registry flip, then old chunks out."""
+        for i in range(0, len(ids), self.max_batch):
+            sl = slice(i, i + self.max_batch)
+            self.chunks.upsert(ids=ids[sl], embeddings=embeddings[sl], documents=documents[sl], metadatas=metadatas[sl])
+        # The registry needs a vector; a constant 1-d one, never queried.
+        self.registry.upsert(ids=[record.id], embeddings=[[1.0]], metadatas=[record.to_metadata()])
+        self.delete_stale_chunks(record.id, record.content_hash)
+
+    def delete_stale_chunks(self, article_id: str, content_hash: str) -> int:
+        stale = self.chunks.get(
+            where={"$and": [{"article_id": article_id}, {"content_hash": {"$ne": content_hash}}]}, include=[]
+        )["ids"]
+        for i in range(0, len(stale), self.max_batch):
+            self.chunks.delete(ids=stale[i : i + self.max_batch])
+        return len(stale)
+
+    def delete_article(self, article_id: str) -> bool:
+        if self.get_article(article_id) is None:
+            return False
+        self.registry.delete(ids=[article_id])  # the commit point: the article is gone
+        self.chunks.delete(where={"article_id": article_id})
+        return True
+
+    def all_chunks(self, page: int = 5000) -> tuple[list[str], list[str], list[dict]]:
+        """Every chunk record (ids, texts, metadata), paged so huge collections stay in bounds."""
+        ids: list[str] = []
+        docs: list[str] = []
+        metas: list[dict] = []
+        offset = 0
+        while True:
+            got = self.chunks.get(include=["documents", "metadatas"], limit=page, offset=offset)
+            ids += got["ids"]
+            docs += got["documents"]
+            metas += got["metadatas"]
+            if len(got["ids"]) < page:
+                return ids, docs, metas
+            offset += page
+
+    def query(self, embedding: list[float], n: int, where: dict | None = None) -> list[tuple[str, str, dict, float]]:
+        """Nearest chunks: (id, text, metadata, cosine similarity)."""
+        count = self.chunks.count()
+        if count == 0:
+            return []
+        got = self.chunks.query(
+            query_embeddings=[embedding],
+            n_results=min(n, count),
+            where=where or None,
+            include=["documents", "metadatas", "distances"],
+        )
+        return [
+            (i, d, m, 1.0 - dist)
+            for i, d, m, dist in zip(got["ids"][0], got["documents"][0], got["metadatas"][0], got["distances"][0])
+        ]

@@ -1,0 +1,140 @@
+"""The Python API end to end, on an embedded Chroma and on a real Chroma server."""
+
+from __future__ import annotations
+
+import pytest
+
+from qa.errors import EmbedderMismatch
+from qa.store import Store
+
+QUESTION = "Who said GSOMIA scrapping was a misjudgment?"
+QUOTE = "complete misjudgment of the current regional security environment"
+
+
+def chunk_ids(lib) -> set[str]:
+    return set(lib.store.chunks.get(include=[])["ids"])
+
+
+def test_seed_search_finds_the_quote_with_exact_offsets(make_library, seed_copy):
+    lib = make_library()
+    report = lib.ingest([seed_copy.parent])
+    assert report.added == ["2019-11-12-japan-us-gsomia"] and not report.rejected
+    hits = lib.search(QUESTION, k=3)
+    quoted = [h for h in hits if QUOTE in h.text]
+    assert quoted, [h.text[:60] for h in hits]
+    hit = quoted[0]
+    text = lib.article_text(hit.article_id)
+    assert text[hit.start : hit.end] == hit.text
+    assert hit.start <= text.index(QUOTE) < hit.end
+    assert hit.title == "Japan, US say 3-way ties with S. Korea are key to security"
+    assert hit.published == "2019-11-12"
+    assert [a.id for a in lib.articles()] == ["2019-11-12-japan-us-gsomia"]
+
+
+def test_reingest_adds_nothing_and_an_edit_replaces_all_old_chunks(make_library, seed_copy):
+    lib = make_library()
+    lib.ingest([seed_copy])
+    before = chunk_ids(lib)
+
+    again = lib.ingest([seed_copy])
+    assert again.unchanged == ["2019-11-12-japan-us-gsomia"] and again.chunks_added == 0
+    assert chunk_ids(lib) == before
+
+    seed_copy.write_text(seed_copy.read_text().replace("complete misjudgment", "grave misjudgment"))
+    edited = lib.ingest([seed_copy])
+    assert edited.replaced == ["2019-11-12-japan-us-gsomia"]
+    after = chunk_ids(lib)
+    assert after and not (after & before)
+    (record,) = lib.articles()
+    assert record.chunks == len(after)
+    texts = lib.store.chunks.get(include=["documents"])["documents"]
+    assert any("grave misjudgment" in t for t in texts)
+    assert not any("complete misjudgment" in t for t in texts)
+    assert "grave misjudgment" in lib.search(QUESTION, k=3)[0].text or any(
+        "grave misjudgment" in h.text for h in lib.search(QUESTION, k=3)
+    )
+
+
+def test_rejected_file_changes_nothing(make_library, seed_copy, tmp_path):
+    lib = make_library()
+    lib.ingest([seed_copy])
+    before = chunk_ids(lib)
+    bad = seed_copy.parent / "broken.txt"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(100))
+    report = lib.ingest([seed_copy.parent])
+    assert report.rejected == [(str(bad), "binary file (PNG image), not text")]
+    assert report.unchanged == ["2019-11-12-japan-us-gsomia"]
+    assert chunk_ids(lib) == before
+
+
+def test_same_text_under_another_name_is_rejected(make_library, seed_copy):
+    lib = make_library()
+    lib.ingest([seed_copy])
+    twin = seed_copy.parent / "copy-of-story.txt"
+    twin.write_text(seed_copy.read_text())
+    report = lib.ingest([twin])
+    assert report.rejected == [(str(twin), f"same text as stored article '2019-11-12-japan-us-gsomia' ({seed_copy})")]
+    assert [a.id for a in lib.articles()] == ["2019-11-12-japan-us-gsomia"]
+
+
+def test_filters_and_delete(make_library, seed_copy, tmp_path):
+    lib = make_library()
+    other = seed_copy.parent / "2021-03-02-harbour.txt"
+    other.write_text("The harbour authority said the misjudgment on dredging cost two million dollars.")
+    lib.ingest([seed_copy.parent])
+    assert {h.article_id for h in lib.search("misjudgment", k=5)} == {"2019-11-12-japan-us-gsomia", "2021-03-02-harbour"}
+    assert {h.article_id for h in lib.search("misjudgment", k=5, filters={"date_from": "2020-01-01"})} == {"2021-03-02-harbour"}
+    assert {h.article_id for h in lib.search("misjudgment", k=5, filters={"date_to": "2019-12-31"})} == {"2019-11-12-japan-us-gsomia"}
+    assert {h.article_id for h in lib.search("misjudgment", k=5, filters={"source": str(other)})} == {"2021-03-02-harbour"}
+    with pytest.raises(ValueError, match="date_from"):
+        lib.search("misjudgment", filters={"date_from": "last week"})
+
+    assert lib.delete("2021-03-02-harbour") is True
+    assert lib.delete("2021-03-02-harbour") is False
+    assert [a.id for a in lib.articles()] == ["2019-11-12-japan-us-gsomia"]
+    assert {h.article_id for h in lib.search("dredging harbour authority", k=5)} == {"2019-11-12-japan-us-gsomia"}
+
+
+def test_bm25_follows_writes_from_another_process_view(make_library, seed_copy, tmp_path):
+    """Two Library objects on one collection (as two processes would be): what one ingests,
+    the other finds by keyword at once, and a delete through one hides it from the other."""
+    writer, reader = make_library(), make_library()
+    writer.ingest([seed_copy])
+    assert reader.search("Motegi misjudgment", k=1)  # reader builds its BM25 cache now
+    note = tmp_path / "zanzibar.txt"
+    note.write_text("Zanzibar ferry operators announced a strike over fuel prices on Monday.")
+    writer.ingest([note])
+    top = reader.search("Zanzibar ferry strike", k=1)[0]
+    assert top.article_id == "zanzibar" and top.ranks.get("bm25") == 1
+    writer.delete("zanzibar")
+    assert all(h.article_id != "zanzibar" for h in reader.search("Zanzibar ferry strike", k=5))
+
+
+def test_orphan_chunks_of_an_interrupted_replace_stay_invisible(make_library, seed_copy, embedder):
+    """Chunks written before a crash, whose registry flip never happened, are never returned,
+    and the next ingest of the article sweeps them away."""
+    lib = make_library()
+    lib.ingest([seed_copy])
+    vector = embedder.embed_query("orphan text about GSOMIA misjudgment")
+    lib.store.chunks.upsert(
+        ids=["2019-11-12-japan-us-gsomia:deadbeef:0"], embeddings=[vector], documents=["orphan text about GSOMIA misjudgment"],
+        metadatas=[{"article_id": "2019-11-12-japan-us-gsomia", "content_hash": "deadbeef", "start": 0, "end": 10, "title": "x", "source": "x"}],
+    )
+    lib.store.bump_stamp()
+    assert all("orphan" not in h.text for h in lib.search("orphan text about GSOMIA misjudgment", k=10))
+    lib.ingest([seed_copy])
+    assert "2019-11-12-japan-us-gsomia:deadbeef:0" not in chunk_ids(lib)
+
+
+def test_collection_refuses_another_embedder(make_library, store_location):
+    lib = make_library()
+    with pytest.raises(EmbedderMismatch, match=f"collection '{lib.collection}' was built with minilm:all-MiniLM-L6-v2"):
+        Store(store_location, lib.collection, "openai:text-embedding-3-small", 1536)
+
+
+def test_llamaindex_retriever_view(make_library, seed_copy):
+    lib = make_library()
+    lib.ingest([seed_copy])
+    nodes = lib.retriever.as_llamaindex(k=3).retrieve(QUESTION)
+    assert any(QUOTE in n.node.get_content() for n in nodes)
+    assert all(n.node.start_char_idx is not None for n in nodes)
