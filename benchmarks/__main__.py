@@ -2,7 +2,7 @@
 
 import sys
 
-COMMANDS = {"retrieval": "benchmarks.retrieval"}
+COMMANDS = {"retrieval": "benchmarks.retrieval", "answers": "benchmarks.answers"}
 
 
 def main() -> None:

@@ -101,6 +101,46 @@ def search(
 
 
 @app.command()
+def ask(
+    question: str,
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+    backend: Optional[str] = typer.Option(None, help="local | openai | openai-compatible [env QA_LLM_BACKEND]."),
+    model: Optional[str] = typer.Option(None, help="Model name for OpenAI(-compatible) backends [env QA_LLM_MODEL]."),
+    base_url: Optional[str] = typer.Option(None, help="OpenAI-compatible server URL [env QA_LLM_BASE_URL]."),
+    api: Optional[str] = typer.Option(None, help="chat | completions [env QA_LLM_API]."),
+):
+    """Answer a question from the articles, citing the sentences used."""
+    _options.update(llm_backend=backend, llm_model=model, llm_base_url=base_url, llm_api=api)
+
+    live = not as_json and sys.stdout.isatty()  # stream tokens to a person, not to a pipe
+
+    def work():
+        from .engine import Answer
+
+        lib = _library()
+        answer = None
+        for item in lib.stream(question):
+            if isinstance(item, Answer):
+                answer = item
+            elif live:
+                typer.echo(item, nl=False)
+        return answer
+
+    answer = _run(work)
+    if as_json:
+        typer.echo(json.dumps(answer.to_dict(), indent=2))
+        return
+    # What streamed was the model's raw text; the grounded answer may differ (snapped or refused).
+    if live:
+        typer.echo("\r\033[K", nl=False)
+    typer.secho(answer.text, bold=True)
+    for c in answer.citations:
+        typer.echo(f"[{c.n}] {c.title} ({c.published or 'undated'}) {c.article_id}:{c.start}-{c.end}\n    \"{c.quote}\"")
+    if not answer.refused:
+        typer.echo(f"grounded: {answer.grounded:.0%}")
+
+
+@app.command()
 def articles(as_json: bool = typer.Option(False, "--json")):
     """List stored articles."""
     records = _run(lambda: _library().articles())

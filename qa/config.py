@@ -29,6 +29,19 @@ class Settings(BaseSettings):
 
     # Retrieval.
     top_k: int = 5
+
+    # Answering (qa/llms.py, qa/engine.py).
+    llm_backend: str = "local"  # local | openai | openai-compatible
+    llm_model: str | None = None
+    llm_base_url: str | None = None
+    llm_api_key: SecretStr | None = None
+    llm_api: str | None = None  # chat | completions; default: completions for local, chat otherwise
+    llm_timeout: float = 60.0
+    llm_retries: int = 1
+    llm_threads: int | None = None
+    answer_k: int = 6  # passages retrieved for an answer
+    evidence_sentences: int = 3  # sentences shown to the model: short evidence suits small models
+    min_grounded: float = 0.5  # below this share of supported answer words, refuse
     max_file_mb: float = Field(20.0, description="Files above this size are rejected.")
 
 

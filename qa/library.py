@@ -164,6 +164,26 @@ class Library:
             raise ValueError("question is empty")
         return self.retriever.search(question.strip(), k=k, filters=filters, mode=mode)
 
+    # --- answer ------------------------------------------------------------------------------
+    @property
+    def engine(self):
+        """The answer chain, with the LLM backend chosen by settings (loaded on first use)."""
+        if getattr(self, "_engine", None) is None:
+            from .engine import Engine
+            from .llms import get_llm
+
+            self._engine = Engine(self, get_llm(self.settings), self.settings)
+        return self._engine
+
+    def ask(self, question: str, history=None):
+        """A grounded Answer(text, citations, grounded, timings); 'The articles don't say.' when
+        the articles do not hold the answer."""
+        return self.engine.ask(question, history)
+
+    def stream(self, question: str, history=None):
+        """Yields answer tokens (str) as they are generated, then the final Answer."""
+        return self.engine.stream(question, history)
+
     def articles(self) -> list[ArticleRecord]:
         return self.store.list_articles()
 

