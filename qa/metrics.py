@@ -3,6 +3,7 @@ single spaces), then exact match and token F1 against the best of the gold answe
 
 from __future__ import annotations
 
+import math
 import re
 import string
 from collections import Counter
@@ -35,4 +36,4 @@ def token_f1(prediction: str, golds: list[str]) -> float:
 def percentile(values: list[float], q: float) -> float:
     """Nearest-rank percentile (q in 0..100) of a non-empty list."""
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered) + 0.5) - 1))]
+    return ordered[min(len(ordered) - 1, max(0, math.ceil(q / 100 * len(ordered)) - 1))]
