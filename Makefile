@@ -23,6 +23,7 @@ $(DONE): pyproject.toml
 serve: setup
 	$(BIN)/qa ingest seeds/
 	$(BIN)/qa search "Who said GSOMIA scrapping was a misjudgment?" -k 3
+	$(BIN)/qa ask "Who said GSOMIA scrapping was a misjudgment?"
 
 test: setup
 	$(BIN)/python -m pytest

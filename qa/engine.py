@@ -196,7 +196,8 @@ class Engine:
             ]
         # Article text is data: newlines are flattened so it cannot fake a new "Question:" turn.
         joined = " ".join(" ".join(e.text.split()) for e in evidence)
-        return prompt_template("local_answer.txt").format(evidence=joined, question=" ".join(question.split()))
+        # No trailing newline: the model must continue on the "Answer:" line, as in the examples.
+        return prompt_template("local_answer.txt").rstrip().format(evidence=joined, question=" ".join(question.split()))
 
     # --- the chain ---------------------------------------------------------------------------
     def stream(self, question: str, history=None) -> Iterator[str | Answer]:
@@ -223,7 +224,7 @@ class Engine:
         prompt = self.build_prompt(standalone, evidence)
         t = time.perf_counter()
         parts: list[str] = []
-        for token in self.llm.stream(prompt, max_tokens=256 if chat else 32, stop=None if chat else ["\n"]):
+        for token in self.llm.stream(prompt, max_tokens=256 if chat else 32, stop=None if chat else ["\n", "Question:", "Evidence:", "Answer:"]):
             if not parts:
                 timings["first_token"] = time.perf_counter() - t
             parts.append(token)

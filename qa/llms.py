@@ -12,7 +12,9 @@ error kinds map one-to-one onto clear messages.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
 import threading
 from typing import Iterator, Protocol
 
@@ -37,6 +39,20 @@ def local_model_path() -> str:
     return str(gemma.assemble())
 
 
+@contextlib.contextmanager
+def _quiet_stderr():
+    """Silence file descriptor 2 (C-level writes) for the duration."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 class LocalLLM:
     style = "completion"
 
@@ -52,7 +68,8 @@ class LocalLLM:
         if self._model is None:
             from llama_cpp import Llama
 
-            self._model = Llama(model_path=local_model_path(), n_ctx=self.context, n_threads=self.threads, verbose=False)
+            with _quiet_stderr():  # llama.cpp prints load notes from C even with verbose=False
+                self._model = Llama(model_path=local_model_path(), n_ctx=self.context, n_threads=self.threads, verbose=False)
         return self._model
 
     def stream(self, prompt: str, *, max_tokens: int, stop: list[str] | None = None) -> Iterator[str]:

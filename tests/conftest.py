@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -39,6 +40,21 @@ def wait_http(url: str, timeout: float, proc: subprocess.Popen | None = None) ->
     raise TimeoutError(f"{url} did not answer within {timeout} s")
 
 
+@contextlib.contextmanager
+def server_process(args: list[str], log_path: Path, **popen):
+    """Run a server for the duration of a fixture; its output goes to log_path."""
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, **popen)
+        try:
+            yield proc
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
 @pytest.fixture(scope="session")
 def chroma_server(tmp_path_factory):
     """A real Chroma server on a free 127.0.0.1 port, persisted in a temp dir."""
@@ -46,22 +62,13 @@ def chroma_server(tmp_path_factory):
     assert chroma, "the chroma CLI (from the chromadb package) is not installed"
     port = free_port()
     path = tmp_path_factory.mktemp("chroma-server")
-    log = open(path / "server.log", "wb")
-    proc = subprocess.Popen(
+    with server_process(
         [chroma, "run", "--path", str(path / "db"), "--host", "127.0.0.1", "--port", str(port)],
-        stdout=log, stderr=subprocess.STDOUT,
+        path / "server.log",
         env={**os.environ, "ANONYMIZED_TELEMETRY": "False"},
-    )
-    try:
+    ) as proc:
         wait_http(f"http://127.0.0.1:{port}/api/v2/heartbeat", 60, proc)
         yield f"http://127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
 
 
 @pytest.fixture(scope="session")
@@ -113,13 +120,11 @@ def llm_server(tmp_path_factory):
 
     port = free_port()
     log_path = tmp_path_factory.mktemp("llm-server") / "server.log"
-    log = open(log_path, "wb")
-    proc = subprocess.Popen(
+    with server_process(
         [sys.executable, "-m", "llama_cpp.server", "--model", local_model_path(), "--model_alias", "gemma",
          "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "2048", "--api_key", LLM_API_KEY],
-        stdout=log, stderr=subprocess.STDOUT,
-    )
-    try:
+        log_path,
+    ) as proc:
         deadline = time.monotonic() + 120
         while True:  # /v1/models needs the key; a 401 already proves the server is up
             try:
@@ -132,13 +137,6 @@ def llm_server(tmp_path_factory):
                     raise RuntimeError(f"llama_cpp.server did not start: {log_path.read_text()[-2000:]}")
                 time.sleep(0.5)
         yield f"http://127.0.0.1:{port}/v1"
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
 
 
 @pytest.fixture
