@@ -40,8 +40,12 @@ class Settings(BaseSettings):
     llm_retries: int = 1
     llm_threads: int | None = None
     answer_k: int = 6  # passages retrieved for an answer
-    evidence_sentences: int = 3  # sentences shown to the model: short evidence suits small models
-    min_grounded: float = 0.5  # below this share of supported answer words, refuse
+    evidence_sentences: int = 5  # numbered source sentences shown to a chat model
+    local_candidates: int = 2  # sentences the local model answers from, one at a time
+    # Refuse ("The articles don't say.") below any of these; chosen on SQuAD 2.0 (benchmarks/answers.py).
+    min_grounded: float = 0.5  # share of the answer's words found in the cited sentence
+    min_coverage: float = 0.5  # share of the question's words in the answer's sentence (local model)
+    min_confidence: float = -100.0  # mean token log-probability of the answer (local model only)
     max_file_mb: float = Field(20.0, description="Files above this size are rejected.")
 
 

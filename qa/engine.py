@@ -47,6 +47,9 @@ class Answer:
     timings: dict = field(default_factory=dict)  # seconds: condense, retrieve, first_token, generate, total
     question: str = ""  # the standalone question actually searched
     refused: bool = False
+    # What the refusal decision looked at: confidence (mean token logprob, local model),
+    # coverage (share of question words in the best evidence sentence), grounded.
+    signals: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return {
@@ -55,6 +58,7 @@ class Answer:
             "grounded": round(self.grounded, 3),
             "refused": self.refused,
             "question": self.question,
+            "signals": {k: round(v, 4) for k, v in self.signals.items()},
             "timings": {k: round(v, 4) for k, v in self.timings.items()},
         }
 
@@ -102,9 +106,10 @@ def normalise_history(history) -> list[tuple[str, str]]:
     return pairs
 
 
-def select_evidence(question: str, hits: list[Hit], n: int) -> list[Evidence]:
+def select_evidence(question: str, hits: list[Hit], n: int, embedder=None, weight: float = 2.0) -> list[Evidence]:
     """The n sentences of the retrieved passages that share the most (rare) words with the
-    question, with a small bonus for the passage's retrieval rank. Offsets stay article offsets."""
+    question, with a small bonus for the passage's retrieval rank and, given an embedder, for
+    semantic similarity to the question. Offsets stay article offsets."""
     candidates: list[tuple[str, int, int, Hit, int]] = []
     for rank, hit in enumerate(hits):
         for start, end in sentence_spans(hit.text):
@@ -118,10 +123,14 @@ def select_evidence(question: str, hits: list[Hit], n: int) -> list[Evidence]:
             doc_freq[t] = doc_freq.get(t, 0) + 1
     q_tokens = set(content_tokens(question))
     total = len(candidates)
+    similarity = [0.0] * total
+    if embedder is not None:
+        vectors = embedder.embed([question] + [c[0] for c in candidates])
+        similarity = [sum(a * b for a, b in zip(vectors[0], v)) for v in vectors[1:]]
     scored = []
-    for (text, start, end, hit, rank), toks in zip(candidates, tokens):
+    for (text, start, end, hit, rank), toks, sim in zip(candidates, tokens, similarity):
         overlap = sum(math.log(1 + total / doc_freq[t]) for t in q_tokens & toks)
-        scored.append(Evidence(text, start, end, hit, overlap + 1.0 / (rank + 2)))
+        scored.append(Evidence(text, start, end, hit, overlap + weight * sim + 1.0 / (rank + 2)))
     best = sorted(scored, key=lambda e: e.score, reverse=True)[:n]
     # Reading order (article, position) reads more naturally than score order.
     return sorted(best, key=lambda e: (hits.index(e.hit), e.start))
@@ -160,6 +169,13 @@ def groundedness(answer: str, cited: list[str]) -> float:
         return 1.0 if any(answer.lower() in c.lower() for c in cited) else 0.0
     supported = set(content_tokens(" ".join(cited)))
     return sum(w in supported for w in words) / len(words)
+
+
+def _preference(answer: Answer) -> float:
+    """Which of the local model's candidate answers to keep: the one whose sentence covers more
+    of the question, confidence breaking near-ties (measured on SQuAD 2.0: F1 0.397 vs 0.391 for
+    evidence order alone, same refusals)."""
+    return answer.signals.get("coverage", 0.0) + 0.1 * answer.signals.get("confidence", 0.0)
 
 
 class Engine:
@@ -212,28 +228,61 @@ class Engine:
 
         t = time.perf_counter()
         hits = self.library.search(standalone, k=self.settings.answer_k)
-        evidence = select_evidence(standalone, hits, self.settings.evidence_sentences)
-        timings["retrieve"] = time.perf_counter() - t
-        if not evidence:
-            timings["total"] = time.perf_counter() - t0
-            yield NOT_FOUND
-            yield Answer(NOT_FOUND, [], 0.0, timings, standalone, refused=True)
-            return
-
         chat = self.llm.style == "chat"
-        prompt = self.build_prompt(standalone, evidence)
-        t = time.perf_counter()
-        parts: list[str] = []
-        for token in self.llm.stream(prompt, max_tokens=256 if chat else 32, stop=None if chat else ["\n", "Question:", "Evidence:", "Answer:"]):
-            if not parts:
-                timings["first_token"] = time.perf_counter() - t
-            parts.append(token)
-            yield token
-        timings["generate"] = time.perf_counter() - t
-        raw = "".join(parts).strip()
-        answer = self.ground(standalone, raw, evidence)
+        wanted = self.settings.evidence_sentences if chat else self.settings.local_candidates
+        evidence = select_evidence(standalone, hits, wanted, embedder=self.library.embedder)
+        timings["retrieve"] = time.perf_counter() - t
+        answer = None
+        if evidence:
+            t = time.perf_counter()
+            generate = self._generate_chat if chat else self._generate_local
+            for item in generate(standalone, evidence, timings, t):
+                if isinstance(item, Answer):
+                    answer = item
+                else:
+                    yield item
+            timings["generate"] = time.perf_counter() - t
+        if answer is None:
+            answer = Answer(NOT_FOUND, [], 0.0, question=standalone, refused=True)
+            yield NOT_FOUND
         answer.timings = timings | {"total": time.perf_counter() - t0}
         yield answer
+
+    def _generate_chat(self, question: str, evidence: list[Evidence], timings: dict, t: float):
+        """One prompt with all evidence sentences numbered; the model cites them as [n]."""
+        parts: list[str] = []
+        for token in self.llm.stream(self.build_prompt(question, evidence), max_tokens=256):
+            timings.setdefault("first_token", time.perf_counter() - t)
+            parts.append(token)
+            yield token
+        yield self.ground(question, "".join(parts).strip(), evidence, {})
+
+    def _generate_local(self, question: str, evidence: list[Evidence], timings: dict, t: float):
+        """The small base model reads one sentence at a time (a longer context confuses it): it
+        answers from each of the best few evidence sentences, and the extractive answer it is most
+        confident of wins (see _preference). Tokens of the first attempt stream; the final Answer
+        says what won."""
+        best: Answer | None = None
+        order = sorted(evidence, key=lambda e: e.score, reverse=True)
+        for attempt, sentence in enumerate(order):
+            parts: list[str] = []
+            logprobs: list[float] = []
+            stream = self.llm.stream(
+                self.build_prompt(question, [sentence]), max_tokens=32, stop=["\n", "Question:", "Evidence:", "Answer:"],
+                logprobs=logprobs,
+            )
+            for token in stream:
+                timings.setdefault("first_token", time.perf_counter() - t)
+                parts.append(token)
+                if attempt == 0:
+                    yield token
+            signals = {"coverage": coverage(question, sentence.text)}
+            if logprobs:
+                signals["confidence"] = sum(logprobs) / len(logprobs)
+            candidate = self.ground(question, "".join(parts).strip(), [sentence], signals)
+            if not candidate.refused and (best is None or _preference(candidate) > _preference(best)):
+                best = candidate
+        yield best or Answer(NOT_FOUND, [], 0.0, question=question, refused=True)
 
     def ask(self, question: str, history=None) -> Answer:
         answer = None
@@ -244,9 +293,11 @@ class Engine:
         return answer
 
     # --- 6. ground ---------------------------------------------------------------------------
-    def ground(self, question: str, raw: str, evidence: list[Evidence]) -> Answer:
+    def ground(self, question: str, raw: str, evidence: list[Evidence], signals: dict | None = None) -> Answer:
+        signals = dict(signals or {})
+        refuse = Answer(NOT_FOUND, [], 0.0, question=question, refused=True, signals=signals)
         if raw.strip().strip(".").lower() in {r.strip(".") for r in _REFUSALS} or raw.startswith("The articles don't say"):
-            return Answer(NOT_FOUND, [], 0.0, question=question, refused=True)
+            return refuse
         if self.llm.style == "chat":
             text = raw
             cited_numbers = sorted({int(n) for n in re.findall(r"\[(\d+)\]", raw) if 0 < int(n) <= len(evidence)})
@@ -256,14 +307,22 @@ class Engine:
             numbers = cited_numbers
         else:
             text = snap_to_source(raw.strip(" \"'"), [e.text for e in evidence])
-            containing = [e for e in evidence if text.lower() in e.text.lower()]
-            cited = containing[:1] or [max(evidence, key=lambda e: coverage(text, e.text))]
-            numbers = list(range(1, len(cited) + 1))
+            cited = [e for e in evidence if text.lower() in e.text.lower()][:1]
+            if not cited:  # a small model's answer that is not in its evidence is made up
+                return refuse
+            numbers = [1]
         score = groundedness(re.sub(r"\[\d+\]", "", text), [e.text for e in cited])
-        if score < self.settings.min_grounded:
-            return Answer(NOT_FOUND, [], score, question=question, refused=True)
+        signals["grounded"] = score
+        s = self.settings
+        if (
+            score < s.min_grounded
+            or (self.llm.style != "chat" and signals.get("coverage", 1.0) < s.min_coverage)
+            or signals.get("confidence", 0.0) < s.min_confidence
+        ):
+            refuse.grounded = score
+            return refuse
         citations = [
             Citation(n, e.hit.title, e.hit.article_id, e.text, e.start, e.end, e.hit.published)
             for n, e in zip(numbers, cited)
         ]
-        return Answer(text, citations, score, question=question)
+        return Answer(text, citations, score, question=question, signals=signals)

@@ -26,7 +26,12 @@ class LLM(Protocol):
     name: str
     style: str  # "completion" (a prompt string) or "chat" (a list of messages)
 
-    def stream(self, prompt, *, max_tokens: int, stop: list[str] | None = None) -> Iterator[str]: ...
+    def stream(
+        self, prompt, *, max_tokens: int, stop: list[str] | None = None, logprobs: list[float] | None = None
+    ) -> Iterator[str]:
+        """Yield text pieces. Backends that can will append each generated token's log-probability
+        to `logprobs` (a confidence signal for refusing)."""
+        ...
 
 
 def local_model_path() -> str:
@@ -72,9 +77,26 @@ class LocalLLM:
                 self._model = Llama(model_path=local_model_path(), n_ctx=self.context, n_threads=self.threads, verbose=False)
         return self._model
 
-    def stream(self, prompt: str, *, max_tokens: int, stop: list[str] | None = None) -> Iterator[str]:
+    def stream(
+        self, prompt: str, *, max_tokens: int, stop: list[str] | None = None, logprobs: list[float] | None = None
+    ) -> Iterator[str]:
+        processors = None
+        if logprobs is not None:
+            import numpy as np
+            from llama_cpp import LogitsProcessorList
+
+            def record(_input_ids, scores):
+                # Greedy decoding takes the arg-max, so its log-softmax is the chosen token's logprob.
+                # (llama.cpp's own logprobs need logits for every prompt token: far too slow here.)
+                top = float(np.max(scores))
+                logprobs.append(-float(np.log(np.sum(np.exp(scores - top)))))
+                return scores
+
+            processors = LogitsProcessorList([record])
         with self._lock:
-            for part in self.model.create_completion(prompt, max_tokens=max_tokens, stop=stop, temperature=0.0, stream=True):
+            for part in self.model.create_completion(
+                prompt, max_tokens=max_tokens, stop=stop, temperature=0.0, stream=True, logits_processor=processors
+            ):
                 yield part["choices"][0]["text"]
 
 
@@ -91,7 +113,9 @@ class OpenAILLM:
         self.timeout = timeout
         self.name = f"{'openai-compatible' if base_url else 'openai'}:{model}"
 
-    def stream(self, prompt, *, max_tokens: int, stop: list[str] | None = None) -> Iterator[str]:
+    def stream(
+        self, prompt, *, max_tokens: int, stop: list[str] | None = None, logprobs: list[float] | None = None
+    ) -> Iterator[str]:
         import openai
 
         where = str(self.client.base_url).rstrip("/")
