@@ -8,7 +8,7 @@ DONE   := $(VENV)/.setup-done
 LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON \
 	-DGGML_AVX512=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF
 
-.PHONY: setup serve test bench clean
+.PHONY: setup serve test bench clean browser
 setup: $(DONE)
 
 # Re-runs only when pyproject.toml changes. torch goes first and pinned: an unpinned
@@ -20,12 +20,16 @@ $(DONE): pyproject.toml
 	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(BIN)/pip install -q -e '.[all]'
 	touch $@
 
+# Ingest is idempotent: unchanged seed articles cost one lookup each.
 serve: setup
 	$(BIN)/qa ingest seeds/
-	$(BIN)/qa search "Who said GSOMIA scrapping was a misjudgment?" -k 3
-	$(BIN)/qa ask "Who said GSOMIA scrapping was a misjudgment?"
+	$(BIN)/qa serve --host 127.0.0.1 --port 7860
 
-test: setup
+# The browser tests drive Debian's Chromium (no browser download); installed here when missing.
+browser:
+	@command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null)
+
+test: setup browser
 	$(BIN)/python -m pytest
 
 bench: setup

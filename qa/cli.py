@@ -161,6 +161,23 @@ def delete(article_id: str):
     typer.echo(f"deleted: {article_id}")
 
 
+@app.command()
+def serve(
+    host: str = typer.Option("127.0.0.1", help="Interface to bind; 127.0.0.1 keeps the chat local."),
+    port: int = typer.Option(7860, help="Port of the chat page and its API."),
+    concurrency: int = typer.Option(2, help="Answers computed at once; the rest wait in the queue."),
+):
+    """Start the chat web UI (and its /ask HTTP API) on the store of the current directory."""
+
+    def work():
+        from .config import get_settings
+        from .ui import serve as run_ui
+
+        run_ui(get_settings(**_options), host=host, port=port, concurrency=concurrency)
+
+    _run(work)
+
+
 def main():
     app()
 

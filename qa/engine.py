@@ -94,6 +94,8 @@ def normalise_history(history) -> list[tuple[str, str]]:
     for item in history:
         if isinstance(item, dict):
             role, content = item.get("role"), item.get("content")
+            if isinstance(content, list):  # Gradio 6 messages: [{"type": "text", "text": ...}, ...]
+                content = " ".join(part.get("text", "") for part in content if isinstance(part, dict))
             content = content if isinstance(content, str) else str(content or "")
             if role == "user":
                 pending_user = content

@@ -148,3 +148,11 @@ def seeded_library(tmp_path, embedder):
     lib = Library(str(tmp_path / "data"), "seeded", settings=Settings(), embedder=embedder)
     lib.ingest([SEED])
     return lib
+
+
+@pytest.hookimpl(tryfirst=True, hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Expose each phase's report on the test item (the browser fixture screenshots failures)."""
+    outcome = yield
+    report = outcome.get_result()
+    setattr(item, f"rep_{report.when}", report)

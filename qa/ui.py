@@ -1,0 +1,218 @@
+"""Gradio chat over the Library: streaming answers with a sources panel, a library tab for
+uploads and deletes, and settings. `/ask` is the named HTTP API endpoint (gradio_client)."""
+
+from __future__ import annotations
+
+import html
+import os
+from pathlib import Path
+
+import gradio as gr
+
+from .config import Settings
+from .engine import Answer
+from .errors import QAError
+from .library import Library
+
+SEED_QUESTION = "Who said GSOMIA scrapping was a misjudgment?"
+UPLOAD_TYPES = [".txt", ".md", ".html", ".htm", ".json", ".jsonl"]
+CSS = """
+#sources mark { background: #fde68a; padding: 0 2px; }
+#sources .source { border-left: 3px solid #f59e0b; padding: 4px 10px; margin-bottom: 12px; }
+#sources .meta { color: #6b7280; font-size: 0.9em; }
+"""
+
+
+class App:
+    """Holds one Library per collection; every handler goes through the Python API."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.libraries: dict[str, Library] = {}
+
+    def library(self, collection: str | None = None) -> Library:
+        name = collection or self.settings.collection
+        if name not in self.libraries:
+            location = self.settings.chroma_url or self.settings.data_dir
+            self.libraries[name] = Library(location, name, settings=self.settings)
+        return self.libraries[name]
+
+    def for_settings(self, collection: str, backend: str, model: str, base_url: str, top_k: int) -> Library:
+        """The collection's library, answering with the backend chosen on the Settings tab."""
+        lib = self.library(collection)
+        wanted = {
+            "llm_backend": backend or self.settings.llm_backend,
+            "llm_model": model or None,
+            "llm_base_url": base_url or None,
+            "answer_k": int(top_k or self.settings.answer_k),
+        }
+        if any(getattr(lib.settings, k) != v for k, v in wanted.items()):
+            lib.settings = lib.settings.model_copy(update=wanted)
+            lib._engine = None  # rebuilt on next use with the new backend
+        return lib
+
+    # --- chat --------------------------------------------------------------------------------
+    def respond(self, message: str, history: list, collection: str, backend: str, model: str, base_url: str, top_k: int):
+        history = list(history or [])
+        message = (message or "").strip()
+        if not message:
+            yield history, "", gr.update()
+            return
+        prior = [dict(m) for m in history]
+        history = history + [{"role": "user", "content": message}, {"role": "assistant", "content": ""}]
+        try:
+            lib = self.for_settings(collection, backend, model, base_url, top_k)
+            streamed = ""
+            for item in lib.stream(message, history=prior):
+                if isinstance(item, Answer):
+                    history[-1]["content"] = format_answer(item)
+                    yield history, "", sources_html(lib, item)
+                else:
+                    streamed += item
+                    history[-1]["content"] = streamed
+                    yield history, "", gr.update()
+        except (QAError, ValueError) as exc:
+            history[-1]["content"] = f"⚠️ {exc}"
+            yield history, "", gr.update()
+
+    def ask_api(self, question: str) -> str:
+        """The HTTP API: the answer text followed by its numbered sources."""
+        answer = self.library().ask(question)
+        lines = [answer.text]
+        for c in answer.citations:
+            lines.append(f"[{c.n}] {c.title} ({c.published or 'undated'}): \"{c.quote}\"")
+        return "\n".join(lines)
+
+    # --- library -----------------------------------------------------------------------------
+    def article_rows(self, collection: str) -> list[list]:
+        return [[a.id, a.title, a.published or "", Path(a.source).name, a.chunks] for a in self.library(collection).articles()]
+
+    def upload(self, files, collection: str, progress=gr.Progress()):
+        rows = []
+        lib = self.library(collection)
+        for path in progress.tqdm(files or [], desc="Ingesting"):
+            path = Path(path if isinstance(path, str) else path.name)
+            report = lib.ingest([path])
+            for label, ids in (("added", report.added), ("replaced", report.replaced), ("unchanged", report.unchanged)):
+                rows += [[path.name, label, article_id] for article_id in ids]
+            rows += [[path.name, "rejected", reason] for _source, reason in report.rejected]
+        message = ", ".join(f"{sum(r[1] == k for r in rows)} {k}" for k in ("added", "replaced", "unchanged", "rejected"))
+        if any(r[1] == "rejected" for r in rows):
+            gr.Warning("Some files were rejected: " + "; ".join(f"{r[0]}: {r[2]}" for r in rows if r[1] == "rejected"))
+        return rows, message, self.article_rows(collection), gr.update(choices=self.article_ids(collection))
+
+    def article_ids(self, collection: str) -> list[str]:
+        return [a.id for a in self.library(collection).articles()]
+
+    def delete(self, article_id: str, collection: str):
+        if not article_id:
+            return "Choose an article to delete.", self.article_rows(collection), gr.update()
+        done = self.library(collection).delete(article_id)
+        message = f"Deleted {article_id}." if done else f"No article '{article_id}'."
+        return message, self.article_rows(collection), gr.update(choices=self.article_ids(collection), value=None)
+
+    def examples(self) -> list[str]:
+        """Example questions: the seed question when the seed is stored, then one per article title."""
+        questions = []
+        records = self.library().articles()
+        if any("gsomia" in r.id for r in records):
+            questions.append(SEED_QUESTION)
+        questions += [f"What is \"{r.title}\" about?" for r in records[:3] if r.title]
+        return questions or [SEED_QUESTION]
+
+
+def format_answer(answer: Answer) -> str:
+    if answer.refused or not answer.citations:
+        return answer.text
+    marks = " ".join(f"[{c.n}]" for c in answer.citations)
+    return answer.text if "[" in answer.text else f"{answer.text} {marks}"
+
+
+def sources_html(lib: Library, answer: Answer) -> str:
+    """Each citation: title, date, and its sentence highlighted inside the surrounding passage."""
+    if not answer.citations:
+        return "<p class='meta'>No sources: the articles don't answer this.</p>"
+    parts = [f"<p class='meta'>Grounded: <b>{answer.grounded:.0%}</b> of the answer's words are in the cited text.</p>"]
+    for c in answer.citations:
+        text = lib.article_text(c.article_id)
+        before = text[max(0, c.start - 240) : c.start]
+        after = text[c.end : c.end + 240]
+        passage = f"…{html.escape(before)}<mark>{html.escape(text[c.start:c.end])}</mark>{html.escape(after)}…"
+        parts.append(
+            f"<div class='source'><div><b>[{c.n}] {html.escape(c.title)}</b> "
+            f"<span class='meta'>{html.escape(c.published or 'undated')} · {html.escape(c.article_id)} · "
+            f"chars {c.start}–{c.end}</span></div><div>{passage}</div></div>"
+        )
+    return "\n".join(parts)
+
+
+def build(settings: Settings) -> gr.Blocks:
+    app = App(settings)
+    collection_default = settings.collection
+    with gr.Blocks(title="articles-qa") as demo:
+        gr.Markdown("## articles-qa — ask the news articles, get answers with their sources")
+        collection = gr.State(collection_default)
+        with gr.Tab("Chat"):
+            with gr.Row():
+                with gr.Column(scale=3):
+                    chatbot = gr.Chatbot(label="Chat", height=460, elem_id="chat")
+                    question = gr.Textbox(placeholder="Ask a question about the articles…", show_label=False, elem_id="question")
+                    with gr.Row():
+                        ask = gr.Button("Ask", variant="primary", elem_id="ask")
+                        clear = gr.Button("New chat", elem_id="clear")
+                    gr.Examples(app.examples(), inputs=question, label="Examples")
+                with gr.Column(scale=2):
+                    gr.Markdown("### Sources")
+                    sources = gr.HTML("<p class='meta'>Sources of the latest answer appear here.</p>", elem_id="sources")
+        with gr.Tab("Library"):
+            collection_box = gr.Textbox(value=collection_default, label="Collection", elem_id="collection")
+            articles = gr.Dataframe(
+                headers=["id", "title", "date", "source", "chunks"], value=app.article_rows(collection_default),
+                interactive=False, elem_id="articles",
+            )
+            uploads = gr.File(file_count="multiple", file_types=UPLOAD_TYPES, label="Add articles", elem_id="upload")
+            upload_summary = gr.Markdown(elem_id="upload-summary")
+            upload_results = gr.Dataframe(headers=["file", "result", "article / reason"], interactive=False, elem_id="upload-results")
+            with gr.Row():
+                to_delete = gr.Dropdown(choices=app.article_ids(collection_default), label="Article", elem_id="delete-choice")
+                delete = gr.Button("Delete article", variant="stop", elem_id="delete")
+            delete_message = gr.Markdown()
+        with gr.Tab("Settings"):
+            backend = gr.Dropdown(["local", "openai", "openai-compatible"], value=settings.llm_backend, label="LLM backend")
+            model = gr.Textbox(value=settings.llm_model or "", label="Model (server backends)")
+            base_url = gr.Textbox(value=settings.llm_base_url or "", label="Base URL (openai-compatible)")
+            top_k = gr.Slider(1, 20, value=settings.answer_k, step=1, label="Passages retrieved (top-k)")
+            gr.Markdown("API keys are read from the server's environment (`QA_LLM_API_KEY`, `OPENAI_API_KEY`) and never shown here.")
+
+        chat_inputs = [question, chatbot, collection, backend, model, base_url, top_k]
+        question.submit(app.respond, chat_inputs, [chatbot, question, sources], api_visibility="private")
+        ask.click(app.respond, chat_inputs, [chatbot, question, sources], api_visibility="private")
+        clear.click(lambda: ([], ""), None, [chatbot, sources], api_visibility="private")
+        collection_box.change(
+            lambda c: (c, app.article_rows(c), gr.update(choices=app.article_ids(c))),
+            collection_box, [collection, articles, to_delete], api_visibility="private",
+        )
+        uploads.upload(app.upload, [uploads, collection], [upload_results, upload_summary, articles, to_delete], api_visibility="private")
+        delete.click(app.delete, [to_delete, collection], [delete_message, articles, to_delete], api_visibility="private")
+        gr.api(app.ask_api, api_name="ask")
+    return demo
+
+
+def auth_from_env(value: str | None):
+    if not value:
+        return None
+    user, _, password = value.partition(":")
+    if not user or not password:
+        raise QAError("QA_UI_AUTH must look like user:password")
+    return (user, password)
+
+
+def serve(settings: Settings, host: str = "127.0.0.1", port: int = 7860, concurrency: int = 2) -> None:
+    demo = build(settings)
+    # One local model serves one answer at a time; the queue keeps others waiting, not failing.
+    demo.queue(default_concurrency_limit=concurrency, max_size=200)
+    print(f"articles-qa chat on http://{host}:{port}", flush=True)
+    demo.launch(
+        server_name=host, server_port=port, auth=auth_from_env(os.environ.get("QA_UI_AUTH")),
+        css=CSS, footer_links=["api"], show_error=True, quiet=True,
+    )

@@ -1,0 +1,108 @@
+"""The chat as people and programs use it: a real `qa serve`, a real Chromium driven by
+Playwright, and gradio_client against the named /ask endpoint."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from .conftest import SEED, free_port, server_process, wait_http
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+QA = str(Path(sys.executable).parent / "qa")
+QUESTION = "Who said GSOMIA scrapping was a misjudgment?"
+
+
+@pytest.fixture(scope="module")
+def ui(tmp_path_factory):
+    """`qa serve` on a free port over a store holding the seed article."""
+    home = tmp_path_factory.mktemp("ui")
+    subprocess.run([QA, "ingest", str(SEED)], cwd=home, check=True, capture_output=True, timeout=300)
+    port = free_port()
+    with server_process([QA, "serve", "--port", str(port)], home / "serve.log", cwd=home) as proc:
+        wait_http(f"http://127.0.0.1:{port}/", 120, proc)
+        yield {"url": f"http://127.0.0.1:{port}/", "home": home}
+
+
+def stored_article_ids(home: Path) -> list[str]:
+    out = subprocess.run([QA, "articles", "--json"], cwd=home, capture_output=True, text=True, timeout=300)
+    import json
+
+    return sorted(a["id"] for a in json.loads(out.stdout))
+
+
+def test_gradio_client_ask_endpoint(ui):
+    from gradio_client import Client
+
+    text = Client(ui["url"], verbose=False).predict(QUESTION, api_name="/ask")
+    first, *sources = text.splitlines()
+    assert "Motegi" in first
+    assert sources and sources[0].startswith("[1] Japan, US say 3-way ties with S. Korea are key to security (2019-11-12)")
+    assert "complete misjudgment" in sources[0]
+
+
+@pytest.fixture
+def page(ui, tmp_path, request):
+    if not os.path.exists(CHROMIUM):
+        pytest.fail("Debian chromium is not installed (make test installs it with apt-get)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(
+            executable_path=CHROMIUM, headless=True,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                  "--disable-sync", "--no-first-run"],
+        )
+        page = browser.new_page()
+        page.set_default_timeout(90_000)
+        page.goto(ui["url"])
+        yield page
+        if getattr(request.node, "rep_call", None) is not None and request.node.rep_call.failed:
+            page.screenshot(path=str(tmp_path / "failure.png"), full_page=True)
+            print(f"screenshot: {tmp_path / 'failure.png'}")
+        browser.close()
+
+
+def ask(page, question: str, expect: str) -> None:
+    page.locator("#question textarea").fill(question)
+    page.locator("#ask").click()
+    page.locator("#chat").get_by_text(expect).last.wait_for()
+
+
+def test_browser_chat_shows_answer_and_highlighted_source(page):
+    ask(page, QUESTION, "Motegi")
+    mark = page.locator("#sources mark").first
+    mark.wait_for()
+    assert "complete misjudgment of the current regional security environment" in mark.inner_text()
+    assert "Japan, US say 3-way ties with S. Korea are key to security" in page.locator("#sources").inner_text()
+    assert "Grounded:" in page.locator("#sources").inner_text()
+
+
+def test_browser_upload_then_ask_about_it(page, ui, tmp_path):
+    article = tmp_path / "2024-05-03-rotterdam-strike.txt"
+    article.write_text(
+        "Rotterdam dock strike ends\n\n"
+        "ROTTERDAM — Dock workers in Rotterdam ended their strike on Friday after a pay deal.\n\n"
+        "The union leader, Anna de Vries, said members accepted a six percent raise.\n"
+    )
+    page.get_by_role("tab", name="Library").click()
+    page.locator("#upload input[type=file]").set_input_files(str(article))
+    page.locator("#upload-results").get_by_text("added").wait_for()
+    assert "2024-05-03-rotterdam-strike" in stored_article_ids(ui["home"])
+    page.get_by_role("tab", name="Chat").click()
+    ask(page, "Who is the union leader?", "Anna de Vries")
+
+
+def test_browser_bad_upload_is_reported_and_changes_nothing(page, ui, tmp_path):
+    before = stored_article_ids(ui["home"])
+    bad = tmp_path / "scan.txt"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(200))
+    page.get_by_role("tab", name="Library").click()
+    page.locator("#upload input[type=file]").set_input_files(str(bad))
+    page.locator("#upload-results").get_by_text("binary file (PNG image), not text").wait_for()
+    assert stored_article_ids(ui["home"]) == before
