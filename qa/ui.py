@@ -137,7 +137,9 @@ def sources_html(lib: Library, answer: Answer) -> str:
         text = lib.article_text(c.article_id)
         before = text[max(0, c.start - 240) : c.start]
         after = text[c.end : c.end + 240]
-        passage = f"…{html.escape(before)}<mark>{html.escape(text[c.start:c.end])}</mark>{html.escape(after)}…"
+        lead = "…" if c.start > len(before) else ""
+        tail = "…" if c.end + len(after) < len(text) else ""
+        passage = f"{lead}{html.escape(before)}<mark>{html.escape(text[c.start:c.end])}</mark>{html.escape(after)}{tail}"
         parts.append(
             f"<div class='source'><div><b>[{c.n}] {html.escape(c.title)}</b> "
             f"<span class='meta'>{html.escape(c.published or 'undated')} · {html.escape(c.article_id)} · "

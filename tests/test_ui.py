@@ -6,10 +6,12 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import urllib.error
 import sys
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import expect
 
 from .conftest import SEED, free_port, server_process, wait_http
 
@@ -68,10 +70,10 @@ def page(ui, tmp_path, request):
         browser.close()
 
 
-def ask(page, question: str, expect: str) -> None:
+def ask(page, question: str, answer_part: str) -> None:
     page.locator("#question textarea").fill(question)
     page.locator("#ask").click()
-    page.locator("#chat").get_by_text(expect).last.wait_for()
+    expect(page.locator("#chat")).to_contain_text(answer_part, timeout=90_000)
 
 
 def test_browser_chat_shows_answer_and_highlighted_source(page):
@@ -92,7 +94,8 @@ def test_browser_upload_then_ask_about_it(page, ui, tmp_path):
     )
     page.get_by_role("tab", name="Library").click()
     page.locator("#upload input[type=file]").set_input_files(str(article))
-    page.locator("#upload-results").get_by_text("added").wait_for()
+    expect(page.locator("#upload-results")).to_contain_text("added", timeout=90_000)
+    expect(page.locator("#upload-summary")).to_contain_text("1 added")
     assert "2024-05-03-rotterdam-strike" in stored_article_ids(ui["home"])
     page.get_by_role("tab", name="Chat").click()
     ask(page, "Who is the union leader?", "Anna de Vries")
@@ -104,5 +107,27 @@ def test_browser_bad_upload_is_reported_and_changes_nothing(page, ui, tmp_path):
     bad.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(200))
     page.get_by_role("tab", name="Library").click()
     page.locator("#upload input[type=file]").set_input_files(str(bad))
-    page.locator("#upload-results").get_by_text("binary file (PNG image), not text").wait_for()
+    expect(page.locator("#upload-results")).to_contain_text("binary file (PNG image), not text", timeout=90_000)
+    expect(page.locator("#upload-summary")).to_contain_text("1 rejected")
     assert stored_article_ids(ui["home"]) == before
+
+
+def test_basic_auth_guards_page_and_api(tmp_path):
+    """With QA_UI_AUTH set, the API refuses clients without the password and serves those with it."""
+    from gradio_client import Client
+
+    subprocess.run([QA, "ingest", str(SEED)], cwd=tmp_path, check=True, capture_output=True, timeout=300)
+    port = free_port()
+    env = {**os.environ, "QA_UI_AUTH": "reader:s3cret-pass"}
+    with server_process([QA, "serve", "--port", str(port)], tmp_path / "serve.log", cwd=tmp_path, env=env) as proc:
+        url = f"http://127.0.0.1:{port}/"
+        wait_http(url, 120, proc)
+        import urllib.request
+
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(url + "gradio_api/info", timeout=10)
+        assert refused.value.code in (401, 403)
+        with pytest.raises(Exception):
+            Client(url, verbose=False).predict(QUESTION, api_name="/ask")
+        text = Client(url, auth=("reader", "s3cret-pass"), verbose=False).predict(QUESTION, api_name="/ask")
+        assert "Motegi" in text
