@@ -161,6 +161,67 @@ def delete(article_id: str):
     typer.echo(f"deleted: {article_id}")
 
 
+@app.command("eval")
+def eval_(
+    dataset: Optional[Path] = typer.Argument(None, help="Our .jsonl or a SQuAD .json file."),
+    limit: Optional[int] = typer.Option(None, help="Evaluate a random sample of N questions."),
+    seed: int = typer.Option(0, help="Sampling seed."),
+    out: Optional[Path] = typer.Option(None, help="Run folder [default evals/runs/NAME-TIME]."),
+    corpus: Optional[Path] = typer.Option(None, help="Articles to ingest, overriding the dataset's own."),
+    backend: Optional[str] = typer.Option(None, help="LLM backend for the answers [env QA_LLM_BACKEND]."),
+    model: Optional[str] = typer.Option(None, help="Model for a server backend."),
+    base_url: Optional[str] = typer.Option(None, help="OpenAI-compatible server URL."),
+    judge_url: Optional[str] = typer.Option(None, help="Optional LLM judge: an OpenAI-compatible chat server."),
+    judge_model: str = typer.Option("default", help="Model name of the judge."),
+    min_f1: Optional[float] = typer.Option(None, help="Exit 1 when token F1 is below this."),
+    min_recall: Optional[float] = typer.Option(None, help="Exit 1 when retrieval recall@5 is below this."),
+    compare: Optional[tuple[Path, Path]] = typer.Option(None, help="Print the deltas of two run folders: RUN_A RUN_B."),
+):
+    """Evaluate answers and retrieval on a dataset, in a fresh temporary collection."""
+    if compare:
+        from evals.run import compare as compare_runs
+
+        rows = _run(lambda: compare_runs(*compare))
+        typer.echo(f"{'metric':<24}{'A':>10}{'B':>10}{'B-A':>10}")
+        for name, a, b, delta in rows:
+            show = lambda v: "—" if v is None else f"{v:.3f}"  # noqa: E731
+            typer.echo(f"{name:<24}{show(a):>10}{show(b):>10}{('+' if (delta or 0) > 0 else '') + show(delta):>10}")
+        return
+    if dataset is None:
+        _fail("give a DATASET file, or --compare RUN_A RUN_B")
+    _options.update(llm_backend=backend, llm_model=model, llm_base_url=base_url)
+
+    def work():
+        from rich.progress import Progress
+
+        from evals.run import run_eval
+
+        from .config import get_settings
+
+        judge = None
+        if judge_url:
+            from .llms import OpenAILLM
+
+            judge = OpenAILLM(judge_model, judge_url, None, "chat", timeout=60, retries=1)
+        with Progress(transient=True, disable=not sys.stderr.isatty()) as bar:
+            task = bar.add_task("questions", total=None)
+            return run_eval(
+                dataset, out, limit=limit, seed=seed, corpus=corpus, settings=get_settings(**_options), judge=judge,
+                progress=lambda done, total: bar.update(task, completed=done, total=total),
+            )
+
+    run, summary = _run(work)
+    typer.echo((run / "report.md").read_text())
+    typer.echo(f"run folder: {run}")
+    failures = []
+    if min_f1 is not None and (summary["f1"] or 0.0) < min_f1:
+        failures.append(f"token F1 {summary['f1'] or 0:.3f} < {min_f1}")
+    if min_recall is not None and (summary["recall_at_k"]["5"] or 0.0) < min_recall:
+        failures.append(f"recall@5 {summary['recall_at_k']['5'] or 0:.3f} < {min_recall}")
+    if failures:
+        _fail("regression gate: " + "; ".join(failures), code=1)
+
+
 @app.command()
 def serve(
     host: str = typer.Option("127.0.0.1", help="Interface to bind; 127.0.0.1 keeps the chat local."),

@@ -50,6 +50,7 @@ class Answer:
     # What the refusal decision looked at: confidence (mean token logprob, local model),
     # coverage (share of question words in the best evidence sentence), grounded.
     signals: dict = field(default_factory=dict)
+    tokens: int = 0  # tokens generated, all attempts included
 
     def to_dict(self) -> dict:
         return {
@@ -60,6 +61,7 @@ class Answer:
             "question": self.question,
             "signals": {k: round(v, 4) for k, v in self.signals.items()},
             "timings": {k: round(v, 4) for k, v in self.timings.items()},
+            "tokens": self.tokens,
         }
 
 
@@ -247,6 +249,7 @@ class Engine:
         if answer is None:
             answer = Answer(NOT_FOUND, [], 0.0, question=standalone, refused=True)
             yield NOT_FOUND
+        answer.tokens = int(timings.pop("tokens", 0))
         answer.timings = timings | {"total": time.perf_counter() - t0}
         yield answer
 
@@ -255,6 +258,7 @@ class Engine:
         parts: list[str] = []
         for token in self.llm.stream(self.build_prompt(question, evidence), max_tokens=256):
             timings.setdefault("first_token", time.perf_counter() - t)
+            timings["tokens"] = timings.get("tokens", 0) + 1
             parts.append(token)
             yield token
         yield self.ground(question, "".join(parts).strip(), evidence, {})
@@ -275,6 +279,7 @@ class Engine:
             )
             for token in stream:
                 timings.setdefault("first_token", time.perf_counter() - t)
+                timings["tokens"] = timings.get("tokens", 0) + 1
                 parts.append(token)
                 if attempt == 0:
                     yield token

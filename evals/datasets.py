@@ -1,0 +1,99 @@
+"""Evaluation datasets: our JSONL and SQuAD JSON (v1.1/v2.0), read into one shape.
+
+Our JSONL: an optional first line {"corpus": "folder relative to this file"} naming the articles
+to ingest, then one question per line:
+    {"id"?, "question", "answers": [...], "unanswerable"?: bool, "article"?: article id,
+     "support"?: the sentence that answers it, "history"?: [[question, answer], ...]}
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from qa.errors import InputError
+
+
+@dataclass
+class EvalItem:
+    id: str
+    question: str
+    answers: list[str]
+    unanswerable: bool = False
+    article: str | None = None
+    support: str | None = None
+    history: list = field(default_factory=list)
+    spans: list = field(default_factory=list)  # gold (start, end) in the cleaned article (SQuAD)
+    kind: str = ""
+
+
+@dataclass
+class Dataset:
+    name: str
+    items: list[EvalItem]
+    corpus: list[Path]  # files or folders to ingest
+    tmp_files: list[Path] = field(default_factory=list)
+
+
+def load_dataset(path: Path, corpus: Path | None, workdir: Path) -> Dataset:
+    """Items and the corpus to ingest; SQuAD articles are written to workdir as JSONL."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(str(path), "no such dataset file")
+    if path.suffix == ".json":
+        return _load_squad(path, workdir)
+    if path.suffix != ".jsonl":
+        raise InputError(str(path), "dataset must be .jsonl (ours) or .json (SQuAD)")
+    items, folder = [], None
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise InputError(f"{path}:{number}", f"invalid JSON ({exc.msg})") from None
+        if "corpus" in record and "question" not in record:
+            folder = (path.parent / record["corpus"]).resolve()
+            continue
+        if not isinstance(record.get("question"), str) or not record["question"].strip():
+            raise InputError(f"{path}:{number}", "field 'question' is missing or empty")
+        unanswerable = bool(record.get("unanswerable"))
+        answers = record.get("answers") or []
+        if not unanswerable and not answers:
+            raise InputError(f"{path}:{number}", "field 'answers' is empty for an answerable question")
+        items.append(
+            EvalItem(
+                id=str(record.get("id") or f"{path.stem}-{number}"),
+                question=record["question"],
+                answers=list(answers),
+                unanswerable=unanswerable,
+                article=record.get("article"),
+                support=record.get("support"),
+                history=record.get("history") or [],
+                kind=record.get("kind", ""),
+            )
+        )
+    chosen = corpus or folder
+    if chosen is None:
+        raise InputError(str(path), "no corpus: add a {\"corpus\": ...} first line or pass --corpus")
+    return Dataset(path.stem, items, [Path(chosen)])
+
+
+def _load_squad(path: Path, workdir: Path) -> Dataset:
+    from .squad import load_squad, map_spans, write_jsonl
+
+    try:
+        records, questions = load_squad(path)
+    except (KeyError, TypeError, json.JSONDecodeError):
+        raise InputError(str(path), "not a SQuAD JSON file (expected data[].paragraphs[].qas[])") from None
+    corpus = write_jsonl(records, workdir)
+    from qa.articles import load_file
+
+    map_spans({a.id: a.text for a in load_file(corpus).articles}, questions)
+    items = [
+        EvalItem(id=q.id, question=q.question, answers=q.answers, unanswerable=q.unanswerable,
+                 article=q.article_id, spans=q.spans, kind="unanswerable" if q.unanswerable else "squad")
+        for q in questions
+    ]
+    return Dataset(path.stem, items, [corpus])

@@ -1,0 +1,203 @@
+"""`qa eval`: answer a dataset end to end in a fresh temporary collection and write a run folder:
+results.jsonl (every question), summary.json (aggregates) and report.md (tables + PNG plots)."""
+
+from __future__ import annotations
+
+import json
+import random
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable
+
+from qa.metrics import exact_match, normalise_answer, percentile, token_f1
+
+from .datasets import EvalItem, load_dataset
+
+MAX_K = 10
+LATENCIES = ("retrieve", "generate", "first_token", "total")
+
+
+def retrieval_rank(item: EvalItem, hits) -> int | None:
+    """1-based rank of the first hit holding the gold span, the supporting sentence, or (failing
+    both) a gold answer, in the right article when the item names one."""
+    for rank, hit in enumerate(hits, start=1):
+        if item.article and hit.article_id != item.article:
+            continue
+        if item.spans:
+            if any(hit.start <= s and e <= hit.end for s, e in item.spans):
+                return rank
+        elif item.support:
+            if " ".join(item.support.split()) in " ".join(hit.text.split()):
+                return rank
+        elif any(a and a.lower() in hit.text.lower() for a in item.answers):
+            return rank
+    return None
+
+
+def contains_gold(answer: str, golds: list[str]) -> bool:
+    text = normalise_answer(answer)
+    return any(normalise_answer(g) and normalise_answer(g) in text for g in golds)
+
+
+def judge_correct(judge, item: EvalItem, answer: str) -> bool | None:
+    """Optional LLM-as-judge (a capable chat model): is the answer correct given the gold answers?"""
+    prompt = (
+        "Gold answers: " + " | ".join(item.answers) + f"\nQuestion: {item.question}\nCandidate answer: {answer}\n"
+        "Is the candidate answer correct (same meaning as a gold answer)? Reply yes or no."
+    )
+    reply = "".join(judge.stream([{"role": "user", "content": prompt}], max_tokens=3)).strip().lower()
+    return reply.startswith("yes") if reply[:3] in ("yes", "no") else None
+
+
+def evaluate(lib, item: EvalItem, judge=None) -> dict:
+    t = time.perf_counter()
+    hits = lib.search(item.question if not item.history else f"{item.history[-1][0]} {item.question}", k=MAX_K)
+    search_s = time.perf_counter() - t
+    answer = lib.ask(item.question, history=item.history or None)
+    row = {
+        "id": item.id, "question": item.question, "kind": item.kind, "unanswerable": item.unanswerable,
+        "gold": item.answers, "answer": answer.text, "refused": answer.refused,
+        "citations": [c.to_dict() for c in answer.citations], "grounded": answer.grounded,
+        "retrieval_rank": None if item.unanswerable else retrieval_rank(item, hits),
+        "timings": {**answer.timings, "search_k10": search_s}, "tokens": answer.tokens,
+    }
+    if item.unanswerable:
+        row |= {"refusal_correct": answer.refused}
+    else:
+        text = "" if answer.refused else answer.text
+        row |= {"em": exact_match(text, item.answers), "f1": token_f1(text, item.answers), "contains": contains_gold(text, item.answers)}
+        if judge is not None and not answer.refused:
+            row["judge_correct"] = judge_correct(judge, item, answer.text)
+    return row
+
+
+def summarise(rows: list[dict]) -> dict:
+    answerable = [r for r in rows if not r["unanswerable"]]
+    unanswerable = [r for r in rows if r["unanswerable"]]
+    answered = [r for r in rows if not r["refused"]]
+    mean = lambda values: statistics.mean(values) if values else None  # noqa: E731
+    summary: dict = {
+        "questions": len(rows), "answerable": len(answerable), "unanswerable": len(unanswerable),
+        "exact_match": mean([r["em"] for r in answerable]),
+        "f1": mean([r["f1"] for r in answerable]),
+        "contains_gold": mean([float(r["contains"]) for r in answerable]),
+        "answered_share": mean([float(not r["refused"]) for r in answerable]),
+        "refusal_accuracy": mean([float(r["refusal_correct"]) for r in unanswerable]),
+        "grounded": mean([r["grounded"] for r in answered]),
+        "cited_share": mean([float(bool(r["citations"])) for r in answered]),
+        "tokens_mean": mean([r["tokens"] for r in rows]),
+        "recall_at_k": {
+            str(k): mean([float(r["retrieval_rank"] is not None and r["retrieval_rank"] <= k) for r in answerable])
+            for k in range(1, MAX_K + 1)
+        },
+        "mrr": mean([1.0 / r["retrieval_rank"] if r["retrieval_rank"] else 0.0 for r in answerable]),
+    }
+    for name in LATENCIES:
+        values = [r["timings"][name] for r in rows if r["timings"].get(name) is not None]
+        summary[f"{name}_s_p50"] = percentile(values, 50) if values else None
+        summary[f"{name}_s_p95"] = percentile(values, 95) if values else None
+    judged = [r["judge_correct"] for r in answerable if r.get("judge_correct") is not None]
+    if judged:
+        summary["judge_accuracy"] = mean([float(j) for j in judged])
+    return summary
+
+
+def fmt(value) -> str:
+    return "—" if value is None else f"{value:.3f}" if isinstance(value, float) else str(value)
+
+
+SUMMARY_ROWS = [
+    ("questions", "questions"), ("answerable", "answerable"), ("unanswerable", "unanswerable"),
+    ("exact match", "exact_match"), ("token F1", "f1"), ("answer contains gold", "contains_gold"),
+    ("answerable answered", "answered_share"), ("refusal accuracy (unanswerable)", "refusal_accuracy"),
+    ("groundedness (answered)", "grounded"), ("answers with a citation", "cited_share"),
+    ("retrieval MRR@10", "mrr"), ("tokens per answer", "tokens_mean"), ("LLM-judge accuracy", "judge_accuracy"),
+]
+
+
+def write_report(run: Path, summary: dict, rows: list[dict], meta: dict) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only, no display
+    import matplotlib.pyplot as plt
+
+    lines = [f"# Evaluation: {meta['dataset']}", "", f"Backend `{meta['backend']}`, collection built from "
+             f"`{meta['corpus']}`, {meta['questions']} questions (seed {meta['seed']}), {meta['seconds']:.0f} s.", "",
+             "| metric | value |", "|---|---|"]
+    lines += [f"| {label} | {fmt(summary.get(key))} |" for label, key in SUMMARY_ROWS if key in summary]
+    lines += ["", "## Retrieval recall@k", "", "| k | " + " | ".join(summary["recall_at_k"]) + " |",
+              "|---|" + "---|" * len(summary["recall_at_k"]),
+              "| recall | " + " | ".join(fmt(v) for v in summary["recall_at_k"].values()) + " |", "",
+              "## Latency (seconds)", "", "| stage | p50 | p95 |", "|---|---|---|"]
+    lines += [f"| {n} | {fmt(summary[f'{n}_s_p50'])} | {fmt(summary[f'{n}_s_p95'])} |" for n in LATENCIES]
+
+    f1s = [r["f1"] for r in rows if not r["unanswerable"]]
+    fig, ax = plt.subplots(figsize=(5, 3))
+    ax.hist(f1s, bins=10, range=(0, 1), color="#2563eb")
+    ax.set(title="Token F1 per answerable question", xlabel="F1", ylabel="questions")
+    fig.tight_layout(), fig.savefig(run / "f1.png"), plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(5, 3))
+    ax.hist([r["timings"]["total"] for r in rows], bins=20, color="#16a34a")
+    ax.set(title="Seconds per answer", xlabel="s", ylabel="questions")
+    fig.tight_layout(), fig.savefig(run / "latency.png"), plt.close(fig)
+
+    ks = [int(k) for k in summary["recall_at_k"]]
+    fig, ax = plt.subplots(figsize=(5, 3))
+    ax.plot(ks, [summary["recall_at_k"][str(k)] or 0 for k in ks], marker="o", color="#f59e0b")
+    ax.set(title="Retrieval recall vs k", xlabel="k", ylabel="recall", ylim=(0, 1.02))
+    fig.tight_layout(), fig.savefig(run / "recall_at_k.png"), plt.close(fig)
+    lines += ["", "![F1](f1.png) ![latency](latency.png) ![recall](recall_at_k.png)", ""]
+    (run / "report.md").write_text("\n".join(lines), encoding="utf-8")
+
+
+def run_eval(
+    dataset_path: Path, out: Path | None = None, *, limit: int | None = None, seed: int = 0,
+    corpus: Path | None = None, settings=None, judge=None, progress: Callable[[int, int], None] | None = None,
+) -> tuple[Path, dict]:
+    from qa.config import get_settings
+    from qa.library import Library
+
+    settings = settings or get_settings()
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="qa-eval-") as tmp:
+        dataset = load_dataset(dataset_path, corpus, Path(tmp))
+        items = dataset.items
+        if limit and limit < len(items):
+            items = random.Random(seed).sample(items, limit)
+        # A fresh embedded collection per run: reproducible, and the user's library is untouched.
+        lib = Library(Path(tmp) / "store", "eval", settings=settings)
+        report = lib.ingest(dataset.corpus)
+        rows = []
+        for n, item in enumerate(items, start=1):
+            rows.append(evaluate(lib, item, judge))
+            if progress:
+                progress(n, len(items))
+        backend = lib.engine.llm.name
+    summary = summarise(rows)
+    run = Path(out) if out else Path("evals/runs") / f"{dataset.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    run.mkdir(parents=True, exist_ok=True)
+    meta = {"dataset": str(dataset_path), "corpus": ", ".join(str(c) for c in dataset.corpus), "backend": backend,
+            "questions": len(rows), "seed": seed, "limit": limit, "seconds": time.perf_counter() - started,
+            "ingest": report.summary()}
+    with open(run / "results.jsonl", "w", encoding="utf-8") as f:
+        for row in rows:
+            f.write(json.dumps(row) + "\n")
+    (run / "summary.json").write_text(json.dumps({"meta": meta, "summary": summary}, indent=2))
+    write_report(run, summary, rows, meta)
+    return run, summary
+
+
+def compare(run_a: Path, run_b: Path) -> list[tuple[str, float | None, float | None, float | None]]:
+    """(metric, A, B, B - A) for every numeric summary figure of two runs."""
+    a = json.loads((Path(run_a) / "summary.json").read_text())["summary"]
+    b = json.loads((Path(run_b) / "summary.json").read_text())["summary"]
+    flat = lambda s: {**{k: v for k, v in s.items() if not isinstance(v, dict)}, **{f"recall@{k}": v for k, v in s["recall_at_k"].items()}}  # noqa: E731
+    fa, fb = flat(a), flat(b)
+    rows = []
+    for key in fa:
+        va, vb = fa.get(key), fb.get(key)
+        rows.append((key, va, vb, None if va is None or vb is None else vb - va))
+    return rows
