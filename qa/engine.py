@@ -249,7 +249,6 @@ class Engine:
         if answer is None:
             answer = Answer(NOT_FOUND, [], 0.0, question=standalone, refused=True)
             yield NOT_FOUND
-        answer.tokens = int(timings.pop("tokens", 0))
         answer.timings = timings | {"total": time.perf_counter() - t0}
         yield answer
 
@@ -258,10 +257,11 @@ class Engine:
         parts: list[str] = []
         for token in self.llm.stream(self.build_prompt(question, evidence), max_tokens=256):
             timings.setdefault("first_token", time.perf_counter() - t)
-            timings["tokens"] = timings.get("tokens", 0) + 1
             parts.append(token)
             yield token
-        yield self.ground(question, "".join(parts).strip(), evidence, {})
+        answer = self.ground(question, "".join(parts).strip(), evidence, {})
+        answer.tokens = len(parts)
+        yield answer
 
     def _generate_local(self, question: str, evidence: list[Evidence], timings: dict, t: float):
         """The small base model reads one sentence at a time (a longer context confuses it): it
@@ -269,6 +269,7 @@ class Engine:
         confident of wins (see _preference). Tokens of the first attempt stream; the final Answer
         says what won."""
         best: Answer | None = None
+        tokens = 0
         order = sorted(evidence, key=lambda e: e.score, reverse=True)
         for attempt, sentence in enumerate(order):
             parts: list[str] = []
@@ -279,7 +280,6 @@ class Engine:
             )
             for token in stream:
                 timings.setdefault("first_token", time.perf_counter() - t)
-                timings["tokens"] = timings.get("tokens", 0) + 1
                 parts.append(token)
                 if attempt == 0:
                     yield token
@@ -287,9 +287,12 @@ class Engine:
             if logprobs:
                 signals["confidence"] = sum(logprobs) / len(logprobs)
             candidate = self.ground(question, "".join(parts).strip(), [sentence], signals)
+            tokens += len(parts)
             if not candidate.refused and (best is None or _preference(candidate) > _preference(best)):
                 best = candidate
-        yield best or Answer(NOT_FOUND, [], 0.0, question=question, refused=True)
+        best = best or Answer(NOT_FOUND, [], 0.0, question=question, refused=True)
+        best.tokens = tokens
+        yield best
 
     def ask(self, question: str, history=None) -> Answer:
         answer = None

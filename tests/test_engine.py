@@ -36,6 +36,7 @@ def test_local_answer_names_motegi_and_cites_the_quote(seeded_library):
     assert answer.grounded >= 0.5
     assert_cites_the_quote(seeded_library, answer)
     assert set(answer.timings) >= {"retrieve", "first_token", "generate", "total"}
+    assert answer.tokens >= 1
 
 
 def test_uncovered_question_gets_the_not_found_answer(seeded_library):
