@@ -154,6 +154,21 @@ def articles(as_json: bool = typer.Option(False, "--json")):
 
 
 @app.command()
+def check(repair: bool = typer.Option(False, "--repair", help="Delete orphan chunks and incomplete articles.")):
+    """Report (and repair) drift: orphan chunks, articles missing chunks."""
+    result = _run(lambda: _library().check(repair=repair))
+    typer.echo(
+        f"{result['articles']} articles, {result['chunks']} chunks, {result['orphan_chunks']} orphan chunks, "
+        f"{len(result['incomplete_articles'])} incomplete articles"
+        + (f" ({', '.join(result['incomplete_articles'])})" if result["incomplete_articles"] else "")
+    )
+    if result["repaired"]:
+        typer.echo("repaired: orphans deleted, incomplete articles removed (ingest them again)")
+    elif result["orphan_chunks"] or result["incomplete_articles"]:
+        raise typer.Exit(1)
+
+
+@app.command()
 def delete(article_id: str):
     """Remove an article and its chunks."""
     if not _run(lambda: _library().delete(article_id)):

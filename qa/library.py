@@ -194,6 +194,28 @@ class Library:
             self.store.bump_stamp()
         return deleted
 
+    def check(self, repair: bool = False) -> dict:
+        """Consistency of the store: chunks whose article is gone or was replaced (orphans, e.g.
+        from an interrupted ingest), and articles whose stored chunk count differs from the
+        registry's. `repair` deletes orphans and drops incomplete articles (re-ingest them)."""
+        current = self.store.current_hashes()
+        records = {r.id: r for r in self.store.list_articles()}
+        ids, _texts, metas = self.store.all_chunks()
+        orphans = [i for i, m in zip(ids, metas) if current.get(m.get("article_id")) != m.get("content_hash")]
+        counts: dict[str, int] = {}
+        for m in metas:
+            if current.get(m.get("article_id")) == m.get("content_hash"):
+                counts[m["article_id"]] = counts.get(m["article_id"], 0) + 1
+        incomplete = sorted(a for a, r in records.items() if counts.get(a, 0) != r.chunks)
+        if repair and (orphans or incomplete):
+            for i in range(0, len(orphans), self.store.max_batch):
+                self.store.chunks.delete(ids=orphans[i : i + self.store.max_batch])
+            for article_id in incomplete:
+                self.store.delete_article(article_id)
+            self.store.bump_stamp()
+        return {"articles": len(records), "chunks": len(ids), "orphan_chunks": len(orphans),
+                "incomplete_articles": incomplete, "repaired": bool(repair and (orphans or incomplete))}
+
     def article_text(self, article_id: str) -> str:
         """The cleaned article text, rebuilt from its chunks (offsets index into this)."""
         record = self.store.get_article(article_id)

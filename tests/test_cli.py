@@ -35,6 +35,10 @@ def test_ingest_search_articles_delete(tmp_path):
     hits = json.loads(found.stdout)
     assert any("complete misjudgment" in h["text"] for h in hits)
 
+    checked = qa("check", cwd=tmp_path)
+    assert checked.returncode == 0
+    assert checked.stdout.strip() == "1 articles, 13 chunks, 0 orphan chunks, 0 incomplete articles"
+
     listed = qa("articles", cwd=tmp_path)
     assert "2019-11-12-japan-us-gsomia\t2019-11-12\t" in listed.stdout
 

@@ -138,3 +138,26 @@ def test_llamaindex_retriever_view(make_library, seed_copy):
     nodes = lib.retriever.as_llamaindex(k=3).retrieve(QUESTION)
     assert any(QUOTE in n.node.get_content() for n in nodes)
     assert all(n.node.start_char_idx is not None for n in nodes)
+
+
+def test_check_reports_and_repairs_drift(make_library, seed_copy, embedder, tmp_path):
+    """An orphan chunk (no registry flip) and an article that lost a chunk are reported, then
+    repaired; searches afterwards see a clean store."""
+    lib = make_library()
+    other = tmp_path / "articles" / "2021-03-02-harbour.txt"
+    other.write_text("The harbour authority said dredging cost two million dollars. Work ends in May.")
+    lib.ingest([seed_copy.parent])
+    assert lib.check() == {"articles": 2, "chunks": 14, "orphan_chunks": 0, "incomplete_articles": [], "repaired": False}
+
+    vector = embedder.embed_query("orphan")
+    lib.store.chunks.upsert(ids=["2019-11-12-japan-us-gsomia:old:0"], embeddings=[vector], documents=["orphan"],
+                            metadatas=[{"article_id": "2019-11-12-japan-us-gsomia", "content_hash": "old", "start": 0, "end": 6}])
+    seed_chunk = lib.store.chunks.get(where={"article_id": "2019-11-12-japan-us-gsomia"}, include=[])["ids"]
+    lib.store.chunks.delete(ids=[i for i in seed_chunk if not i.endswith(":old:0")][:1])
+    report = lib.check()
+    assert report["orphan_chunks"] == 1 and report["incomplete_articles"] == ["2019-11-12-japan-us-gsomia"]
+
+    assert lib.check(repair=True)["repaired"] is True
+    assert [a.id for a in lib.articles()] == ["2021-03-02-harbour"]
+    assert lib.check() == {"articles": 1, "chunks": 1, "orphan_chunks": 0, "incomplete_articles": [], "repaired": False}
+    assert lib.ingest([seed_copy]).added == ["2019-11-12-japan-us-gsomia"]
