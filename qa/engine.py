@@ -17,7 +17,7 @@ from typing import Iterator
 
 from .chunking import sentence_spans
 from .config import Settings
-from .retrieval import Hit
+from .retrieval import Hit, tokenize
 
 NOT_FOUND = "The articles don't say."
 PROMPTS = Path(__file__).resolve().parent.parent / "prompts"
@@ -79,14 +79,6 @@ def prompt_template(name: str) -> str:
     return (PROMPTS / name).read_text(encoding="utf-8")
 
 
-def content_tokens(text: str) -> list[str]:
-    """Lower-cased, stemmed words without stop words: what 'supported' is measured on."""
-    from .retrieval import _tokenizer
-
-    bm25s, stemmer = _tokenizer()
-    return bm25s.tokenize([text], stopwords="en", stemmer=stemmer, return_ids=False, show_progress=False)[0]
-
-
 def normalise_history(history) -> list[tuple[str, str]]:
     """Accept [(user, assistant)] pairs or [{"role", "content"}] messages (Gradio's format)."""
     pairs: list[tuple[str, str]] = []
@@ -120,12 +112,12 @@ def select_evidence(question: str, hits: list[Hit], n: int, embedder=None, weigh
             candidates.append((hit.text[start:end], hit.start + start, hit.start + end, hit, rank))
     if not candidates:
         return []
-    tokens = [set(content_tokens(c[0])) for c in candidates]
+    tokens = [set(tokenize(c[0])) for c in candidates]
     doc_freq: dict[str, int] = {}
     for toks in tokens:
         for t in toks:
             doc_freq[t] = doc_freq.get(t, 0) + 1
-    q_tokens = set(content_tokens(question))
+    q_tokens = set(tokenize(question))
     total = len(candidates)
     similarity = [0.0] * total
     if embedder is not None:
@@ -142,8 +134,8 @@ def select_evidence(question: str, hits: list[Hit], n: int, embedder=None, weigh
 
 def coverage(question: str, text: str) -> float:
     """Share of the question's content words that the text contains."""
-    q = set(content_tokens(question))
-    return len(q & set(content_tokens(text))) / len(q) if q else 0.0
+    q = set(tokenize(question))
+    return len(q & set(tokenize(text))) / len(q) if q else 0.0
 
 
 def snap_to_source(answer: str, sources: list[str], threshold: float = 0.8) -> str:
@@ -168,10 +160,10 @@ def snap_to_source(answer: str, sources: list[str], threshold: float = 0.8) -> s
 
 
 def groundedness(answer: str, cited: list[str]) -> float:
-    words = content_tokens(answer)
+    words = tokenize(answer)
     if not words:
         return 1.0 if any(answer.lower() in c.lower() for c in cited) else 0.0
-    supported = set(content_tokens(" ".join(cited)))
+    supported = set(tokenize(" ".join(cited)))
     return sum(w in supported for w in words) / len(words)
 
 

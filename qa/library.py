@@ -12,7 +12,7 @@ from .chunking import chunk_text
 from .config import Settings, get_settings
 from .embeddings import Embedder, get_embedder
 from .errors import InputError
-from .retrieval import Filters, Hit, HybridRetriever, date_ord
+from .retrieval import Filters, Hit, HybridRetriever, date_ord, is_current
 from .store import ArticleRecord, Store
 
 
@@ -198,13 +198,13 @@ class Library:
         """Consistency of the store: chunks whose article is gone or was replaced (orphans, e.g.
         from an interrupted ingest), and articles whose stored chunk count differs from the
         registry's. `repair` deletes orphans and drops incomplete articles (re-ingest them)."""
-        current = self.store.current_hashes()
         records = {r.id: r for r in self.store.list_articles()}
+        current = {article_id: r.content_hash for article_id, r in records.items()}
         ids, _texts, metas = self.store.all_chunks()
-        orphans = [i for i, m in zip(ids, metas) if current.get(m.get("article_id")) != m.get("content_hash")]
+        orphans = [i for i, m in zip(ids, metas) if not is_current(m, current)]
         counts: dict[str, int] = {}
         for m in metas:
-            if current.get(m.get("article_id")) == m.get("content_hash"):
+            if is_current(m, current):
                 counts[m["article_id"]] = counts.get(m["article_id"], 0) + 1
         incomplete = sorted(a for a, r in records.items() if counts.get(a, 0) != r.chunks)
         if repair and (orphans or incomplete):

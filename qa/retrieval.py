@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 import threading
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import numpy as np
 
@@ -88,7 +89,9 @@ def date_ord(iso_date: str) -> int:
     return int(iso_date.replace("-", ""))
 
 
+@lru_cache(maxsize=1)
 def _tokenizer():
+    """bm25s and its Snowball stemmer, made once per process (queries and answers reuse them)."""
     import bm25s
 
     try:
@@ -98,6 +101,18 @@ def _tokenizer():
     except ImportError:  # stemming helps a little; BM25 works without it
         stemmer = None
     return bm25s, stemmer
+
+
+def tokenize(text: str) -> list[str]:
+    """Lower-cased, stemmed words without English stop words: BM25 query terms, and the words the
+    answer chain measures overlap and support on."""
+    bm25s, stemmer = _tokenizer()
+    return bm25s.tokenize([text], stopwords="en", stemmer=stemmer, return_ids=False, show_progress=False)[0]
+
+
+def is_current(meta: dict, current: dict[str, str]) -> bool:
+    """A chunk belongs to the version of its article that the registry points at."""
+    return current.get(meta.get("article_id")) == meta.get("content_hash")
 
 
 class BM25Cache:
@@ -124,7 +139,7 @@ class BM25Cache:
                 return
             current = self.store.current_hashes()
             ids, texts, metas = self.store.all_chunks()
-            keep = [i for i, m in enumerate(metas) if current.get(m.get("article_id")) == m.get("content_hash")]
+            keep = [i for i, m in enumerate(metas) if is_current(m, current)]
             self.ids = [ids[i] for i in keep]
             self.texts = [texts[i] for i in keep]
             self.metas = [metas[i] for i in keep]
@@ -145,9 +160,7 @@ class BM25Cache:
         """Indices (into self.ids) of the n best BM25 matches with a positive score."""
         if self.index is None:
             return []
-        bm25s, stemmer = _tokenizer()
-        tokens = bm25s.tokenize([query], stopwords="en", stemmer=stemmer, return_ids=False, show_progress=False)[0]
-        tokens = [t for t in tokens if t in self.index.vocab_dict]
+        tokens = [t for t in tokenize(query) if t in self.index.vocab_dict]
         if not tokens:
             return []
         scores = self.index.get_scores(tokens)
@@ -188,7 +201,7 @@ class HybridRetriever:
             vector = self.store.query(self.embedder.embed_query(question), n, filters.chroma_where())
         rank = 0
         for chunk_id, text, meta, _similarity in vector:
-            if self.bm25.current.get(meta.get("article_id")) != meta.get("content_hash"):
+            if not is_current(meta, self.bm25.current):
                 continue  # an orphan from an interrupted or in-flight replacement
             rank += 1
             fused[chunk_id] = fused.get(chunk_id, 0.0) + 1.0 / (RRF_K + rank)
