@@ -99,17 +99,19 @@ class App:
         message = ", ".join(f"{sum(r[1] == k for r in rows)} {k}" for k in ("added", "replaced", "unchanged", "rejected"))
         if any(r[1] == "rejected" for r in rows):
             gr.Warning("Some files were rejected: " + "; ".join(f"{r[0]}: {r[2]}" for r in rows if r[1] == "rejected"))
-        return rows, message, self.article_rows(collection), gr.update(choices=self.article_ids(collection))
+        return (rows, message, *self.library_view(collection))
 
-    def article_ids(self, collection: str) -> list[str]:
-        return [a.id for a in self.library(collection).articles()]
+    def library_view(self, collection: str, **choice) -> tuple[list[list], dict]:
+        """The article table and the delete choices, from one listing of the registry."""
+        rows = self.article_rows(collection)
+        return rows, gr.update(choices=[row[0] for row in rows], **choice)
 
     def delete(self, article_id: str, collection: str):
         if not article_id:
             return "Choose an article to delete.", self.article_rows(collection), gr.update()
         done = self.library(collection).delete(article_id)
         message = f"Deleted {article_id}." if done else f"No article '{article_id}'."
-        return message, self.article_rows(collection), gr.update(choices=self.article_ids(collection), value=None)
+        return (message, *self.library_view(collection, value=None))
 
     def examples(self) -> list[str]:
         """Example questions: the seed question when the seed is stored, then one per article title."""
@@ -151,6 +153,7 @@ def sources_html(lib: Library, answer: Answer) -> str:
 def build(settings: Settings) -> gr.Blocks:
     app = App(settings)
     collection_default = settings.collection
+    initial_rows = app.article_rows(collection_default)
     with gr.Blocks(title="articles-qa") as demo:
         gr.Markdown("## articles-qa — ask the news articles, get answers with their sources")
         collection = gr.State(collection_default)
@@ -169,14 +172,14 @@ def build(settings: Settings) -> gr.Blocks:
         with gr.Tab("Library"):
             collection_box = gr.Textbox(value=collection_default, label="Collection", elem_id="collection")
             articles = gr.Dataframe(
-                headers=["id", "title", "date", "source", "chunks"], value=app.article_rows(collection_default),
+                headers=["id", "title", "date", "source", "chunks"], value=initial_rows,
                 interactive=False, elem_id="articles",
             )
             uploads = gr.File(file_count="multiple", file_types=UPLOAD_TYPES, label="Add articles", elem_id="upload")
             upload_summary = gr.Markdown(elem_id="upload-summary")
             upload_results = gr.Dataframe(headers=["file", "result", "article / reason"], interactive=False, elem_id="upload-results")
             with gr.Row():
-                to_delete = gr.Dropdown(choices=app.article_ids(collection_default), label="Article", elem_id="delete-choice")
+                to_delete = gr.Dropdown(choices=[row[0] for row in initial_rows], label="Article", elem_id="delete-choice")
                 delete = gr.Button("Delete article", variant="stop", elem_id="delete")
             delete_message = gr.Markdown()
         with gr.Tab("Settings"):
@@ -191,7 +194,7 @@ def build(settings: Settings) -> gr.Blocks:
         ask.click(app.respond, chat_inputs, [chatbot, question, sources], api_visibility="private")
         clear.click(lambda: ([], ""), None, [chatbot, sources], api_visibility="private")
         collection_box.change(
-            lambda c: (c, app.article_rows(c), gr.update(choices=app.article_ids(c))),
+            lambda c: (c, *app.library_view(c)),
             collection_box, [collection, articles, to_delete], api_visibility="private",
         )
         uploads.upload(app.upload, [uploads, collection], [upload_results, upload_summary, articles, to_delete], api_visibility="private")
