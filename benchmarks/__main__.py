@@ -1,8 +1,14 @@
-"""Benchmarks entry point: python -m benchmarks retrieval [options]."""
+"""Benchmarks entry point: python -m benchmarks {retrieval,answers,ingest,query,scale} [options]."""
 
 import sys
 
-COMMANDS = {"retrieval": "benchmarks.retrieval", "answers": "benchmarks.answers"}
+COMMANDS = {
+    "retrieval": ("benchmarks.retrieval", "main"),
+    "answers": ("benchmarks.answers", "main"),
+    "ingest": ("benchmarks.performance", "main_ingest"),
+    "query": ("benchmarks.performance", "main_query"),
+    "scale": ("benchmarks.scale", "main"),
+}
 
 
 def main() -> None:
@@ -10,7 +16,8 @@ def main() -> None:
         sys.exit(f"usage: python -m benchmarks {{{','.join(COMMANDS)}}} [options]")
     import importlib
 
-    importlib.import_module(COMMANDS[sys.argv[1]]).main(sys.argv[2:])
+    module, function = COMMANDS[sys.argv[1]]
+    getattr(importlib.import_module(module), function)(sys.argv[2:])
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 
 
 @dataclass(frozen=True)
@@ -23,12 +24,14 @@ class Chunk:
 @lru_cache(maxsize=1)
 def _punkt():
     """NLTK's Punkt sentence model from the copy llama-index-core ships (no download)."""
-    from importlib.resources import files
+    from importlib.util import find_spec
 
     import nltk
     from nltk.tokenize.punkt import PunktTokenizer
 
-    bundled = str(files("llama_index.core") / "_static" / "nltk_cache")
+    # Located, not imported: importing llama_index.core costs ~2 s on a cold start.
+    core_dir = Path(find_spec("llama_index.core").submodule_search_locations[0])
+    bundled = str(core_dir / "_static" / "nltk_cache")
     if bundled not in nltk.data.path:
         nltk.data.path.append(bundled)
     return PunktTokenizer("english")

@@ -22,6 +22,7 @@ class Settings(BaseSettings):
     embed_base_url: str | None = None
     embed_api_key: SecretStr | None = None
     embed_batch_size: int = 64
+    embed_precision: str = "auto"  # MiniLM: auto (bf16 where the CPU has it and it checks out) | fp32 | bf16
 
     # Chunking, in characters of cleaned article text; defaults chosen by benchmarks/retrieval.py.
     chunk_size: int = 320

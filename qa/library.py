@@ -36,7 +36,7 @@ class IngestReport:
         )
 
 
-# Progress callback: (stage, done, total). Stages: "load", "embed", "write".
+# Progress callback: (stage, done, total). Stages: "load" (files), "embed" (chunks embedded and stored).
 Progress = Callable[[str, int, int], None]
 
 
@@ -67,14 +67,19 @@ class Library:
     # --- ingest ------------------------------------------------------------------------------
     def ingest(self, paths: Iterable[str | Path] | str | Path, progress: Progress | None = None) -> IngestReport:
         """Load, clean, chunk, embed and store articles from files and folders. Unchanged
-        articles cost one lookup; a changed one replaces its old chunks atomically."""
+        articles cost a hash comparison (no encoding); a changed one replaces its old chunks
+        atomically. Articles are committed in groups, so an interrupted ingest keeps the groups
+        already committed and leaves nothing half-visible."""
         started = time.perf_counter()
         if isinstance(paths, (str, Path)):
             paths = [paths]
         report = IngestReport()
         files, errors = iter_files([Path(p) for p in paths])
+        stored = {r.id: r for r in self.store.list_articles()}  # one registry read for the whole run
+        by_text = {r.text_hash: r for r in stored.values()}
         pending: list[tuple[Article, bool]] = []  # (article, replaces an existing one)
         seen: dict[str, str] = {}
+        unchanged: dict[str, str] = {}
         for n, path in enumerate(files, start=1):
             try:
                 loaded = load_file(path, max_bytes=int(self.settings.max_file_mb * 1e6))
@@ -89,14 +94,20 @@ class Library:
                 if article.id in seen:
                     errors.append(InputError(article.source, f"same article id '{article.id}' as {seen[article.id]}"))
                     continue
-                seen[article.id] = article.source
-                verdict = self._classify(article)
-                if isinstance(verdict, InputError):
-                    errors.append(verdict)
-                elif verdict == "unchanged":
+                existing = stored.get(article.id)
+                twin = by_text.get(article.text_hash)
+                if existing and existing.content_hash == article.content_hash:
+                    unchanged[article.id] = article.content_hash
                     report.unchanged.append(article.id)
+                elif twin and twin.id != article.id:
+                    errors.append(InputError(article.source, f"same text as {'stored article' if twin.id in stored else 'article'} '{twin.id}' ({twin.source})"))
+                    continue
                 else:
-                    pending.append((article, verdict == "replaced"))
+                    pending.append((article, existing is not None))
+                    by_text[article.text_hash] = ArticleRecord(article.id, article.content_hash, article.text_hash, article.title, article.source, None, 0, 0)
+                seen[article.id] = article.source
+        if unchanged:
+            self.store.delete_stale_chunks(unchanged)  # leftovers of an interrupted earlier run
         report.rejected = [(e.source, e.reason) for e in errors]
         if pending:
             report.chunks_added = self._write(pending, progress)
@@ -105,57 +116,56 @@ class Library:
         report.seconds = time.perf_counter() - started
         return report
 
-    def _classify(self, article: Article) -> str | InputError:
-        existing = self.store.get_article(article.id)
-        if existing and existing.content_hash == article.content_hash:
-            self.store.delete_stale_chunks(article.id, article.content_hash)  # leftovers of a crash
-            return "unchanged"
-        twin = self.store.find_by_text_hash(article.text_hash)
-        if twin and twin.id != article.id:
-            return InputError(article.source, f"same text as stored article '{twin.id}' ({twin.source})")
-        return "replaced" if existing else "added"
+    COMMIT_CHUNKS = 1024  # chunks embedded and committed together: bounds memory, keeps progress
 
     def _write(self, pending: list[tuple[Article, bool]], progress: Progress | None) -> int:
+        """Embed group n+1 while group n is written: the Chroma write (HNSW insert, SQLite) runs in
+        a writer thread, so on a CPU box its time mostly hides behind the encoder's."""
+        from concurrent.futures import ThreadPoolExecutor
+
         s = self.settings
-        chunked = [(article, chunk_text(article.text, s.chunk_size, s.chunk_overlap)) for article, _ in pending]
-        texts = [c.text for _, chunks in chunked for c in chunks]
-        vectors: list[list[float]] = []
-        step = 512  # embed in slices so the progress bar moves; each slice is length-sorted
-        for i in range(0, len(texts), step):
-            vectors.extend(self.embedder.embed(texts[i : i + step]))
-            if progress:
-                progress("embed", min(i + step, len(texts)), len(texts))
+        groups: list[list[tuple[Article, list]]] = [[]]
+        size = total = 0
+        for article, _ in pending:
+            chunks = chunk_text(article.text, s.chunk_size, s.chunk_overlap)
+            if size and size + len(chunks) > self.COMMIT_CHUNKS:
+                groups.append([])
+                size = 0
+            groups[-1].append((article, chunks))
+            size += len(chunks)
+            total += len(chunks)
+        done = 0
         self.store.bump_stamp()
-        cursor = 0
-        for n, (article, chunks) in enumerate(chunked, start=1):
-            h = article.content_hash
-            base = {"article_id": article.id, "content_hash": h, "title": article.title, "source": article.source}
-            if article.published:
-                base |= {"published": article.published, "published_ord": date_ord(article.published)}
-            self.store.write_article(
-                ArticleRecord(
-                    id=article.id,
-                    content_hash=h,
-                    text_hash=article.text_hash,
-                    title=article.title,
-                    source=article.source,
-                    published=article.published,
-                    chunks=len(chunks),
-                    chars=len(article.text),
-                    url=article.url,
-                    author=article.author,
-                    dateline=article.dateline,
-                ),
-                ids=[f"{article.id}:{h}:{c.index}" for c in chunks],
-                embeddings=vectors[cursor : cursor + len(chunks)],
-                documents=[c.text for c in chunks],
-                metadatas=[base | {"start": c.start, "end": c.end, "index": c.index} for c in chunks],
-            )
-            cursor += len(chunks)
-            if progress:
-                progress("write", n, len(chunked))
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="qa-writer") as writer:
+            in_flight = None
+            for group in groups:
+                texts = [c.text for _, chunks in group for c in chunks]
+                vectors = self.embedder.embed(texts)  # one call: length-sorted across the group
+                if in_flight:
+                    in_flight.result()  # one group in flight: keeps commit order, bounds memory
+                in_flight = writer.submit(self.store.write_articles, [self._rows(a, c) for a, c in group], vectors)
+                done += len(texts)
+                if progress:
+                    progress("embed", done, total)
+            if in_flight:
+                in_flight.result()
         self.store.bump_stamp()
-        return len(texts)
+        return total
+
+    @staticmethod
+    def _rows(article: Article, chunks: list) -> tuple[ArticleRecord, list[tuple[str, str, dict]]]:
+        """The registry record and (id, text, metadata) per chunk. Ids derive from the content
+        hash, so re-writing the same version (after a crash) overwrites instead of duplicating."""
+        h = article.content_hash
+        base = {"article_id": article.id, "content_hash": h, "title": article.title, "source": article.source}
+        if article.published:
+            base |= {"published": article.published, "published_ord": date_ord(article.published)}
+        record = ArticleRecord(
+            id=article.id, content_hash=h, text_hash=article.text_hash, title=article.title,
+            source=article.source, published=article.published, chunks=len(chunks),
+            chars=len(article.text), url=article.url, author=article.author, dateline=article.dateline,
+        )
+        return record, [(f"{article.id}:{h}:{c.index}", c.text, base | {"start": c.start, "end": c.end, "index": c.index}) for c in chunks]
 
     # --- read --------------------------------------------------------------------------------
     def search(self, question: str, k: int = 5, filters: Filters | dict | None = None, mode: str = "hybrid") -> list[Hit]:

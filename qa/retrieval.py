@@ -106,8 +106,12 @@ def _tokenizer():
 def tokenize(text: str) -> list[str]:
     """Lower-cased, stemmed words without English stop words: BM25 query terms, and the words the
     answer chain measures overlap and support on."""
+    return bm25s_tokenize([text])[0]
+
+
+def bm25s_tokenize(texts: list[str]) -> list[list[str]]:
     bm25s, stemmer = _tokenizer()
-    return bm25s.tokenize([text], stopwords="en", stemmer=stemmer, return_ids=False, show_progress=False)[0]
+    return bm25s.tokenize(texts, stopwords="en", stemmer=stemmer, return_ids=False, show_progress=False)
 
 
 def is_current(meta: dict, current: dict[str, str]) -> bool:
@@ -116,7 +120,11 @@ def is_current(meta: dict, current: dict[str, str]) -> bool:
 
 
 class BM25Cache:
-    """bm25s index over the current chunks of one collection."""
+    """bm25s index over the current chunks of one collection.
+
+    Rebuilt when the collection's stamp or count changes; the rebuild is incremental where it
+    costs most: only chunks it has not seen are fetched and tokenized (their tokens are kept per
+    chunk id), then the index is re-made from the kept tokens."""
 
     def __init__(self, store: Store):
         self.store = store
@@ -127,6 +135,8 @@ class BM25Cache:
         self.metas: list[dict] = []
         self.current: dict[str, str] = {}
         self.index = None
+        self._tokens: dict[str, list[str]] = {}
+        self._texts: dict[str, str] = {}
 
     def refresh(self) -> None:
         """Rebuild when the collection changed. The stamp is read before the data, so a write
@@ -138,23 +148,31 @@ class BM25Cache:
             if key == self.key:
                 return
             current = self.store.current_hashes()
-            ids, texts, metas = self.store.all_chunks()
+            ids, metas = self.store.all_chunk_metadata()
             keep = [i for i, m in enumerate(metas) if is_current(m, current)]
-            self.ids = [ids[i] for i in keep]
-            self.texts = [texts[i] for i in keep]
-            self.metas = [metas[i] for i in keep]
-            self.current = current
-            bm25s, stemmer = _tokenizer()
+            ids = [ids[i] for i in keep]
+            metas = [metas[i] for i in keep]
+            new = [(i, m) for i, m in zip(ids, metas) if i not in self._tokens]
+            if new:
+                texts = self.store.documents([i for i, _ in new])
+                # The title travels with each chunk: questions often name the article's subject only.
+                tokenized = bm25s_tokenize([f"{m.get('title', '')}\n{t}" for (_, m), t in zip(new, texts)])
+                for (chunk_id, _), text, tokens in zip(new, texts, tokenized):
+                    self._texts[chunk_id] = text
+                    self._tokens[chunk_id] = tokens
+            live = set(ids)
+            for gone in [i for i in self._tokens if i not in live]:
+                del self._tokens[gone], self._texts[gone]
+            self.ids, self.metas, self.current = ids, metas, current
+            self.texts = [self._texts[i] for i in ids]
             self.index = None
-            if self.texts:
+            corpus = [self._tokens[i] or [""] for i in ids]  # bm25s needs a token per document
+            if corpus:
+                bm25s, _ = _tokenizer()
                 index = bm25s.BM25()
-                index.index(bm25s.tokenize(self._bm25_texts(), stopwords="en", stemmer=stemmer, show_progress=False), show_progress=False)
+                index.index(corpus, show_progress=False)
                 self.index = index
             self.key = key
-
-    def _bm25_texts(self) -> list[str]:
-        # The title travels with each chunk: questions often name the article's subject only.
-        return [f"{m.get('title', '')}\n{t}" for t, m in zip(self.texts, self.metas)]
 
     def search(self, query: str, n: int, filters: "Filters") -> list[int]:
         """Indices (into self.ids) of the n best BM25 matches with a positive score."""

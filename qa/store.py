@@ -119,12 +119,6 @@ class Store:
             return None
         return ArticleRecord.from_record(got["ids"][0], got["metadatas"][0])
 
-    def find_by_text_hash(self, text_hash: str) -> ArticleRecord | None:
-        got = self.registry.get(where={"text_hash": text_hash}, include=["metadatas"], limit=1)
-        if not got["ids"]:
-            return None
-        return ArticleRecord.from_record(got["ids"][0], got["metadatas"][0])
-
     def list_articles(self) -> list[ArticleRecord]:
         got = self.registry.get(include=["metadatas"])
         records = [ArticleRecord.from_record(i, m) for i, m in zip(got["ids"], got["metadatas"])]
@@ -135,19 +129,30 @@ class Store:
         return {i: m["content_hash"] for i, m in zip(got["ids"], got["metadatas"])}
 
     # --- writes ------------------------------------------------------------------------------
-    def write_article(self, record: ArticleRecord, ids, embeddings, documents, metadatas) -> None:
-        """Replace (or add) one article: new chunks, then the registry flip, then old chunks out."""
+    def write_articles(self, rows: list[tuple[ArticleRecord, list[tuple[str, str, dict]]]], vectors) -> None:
+        """Add or replace articles: all their chunks first, then the registry records (the commit
+        point), then the chunks of the versions they replace. rows: (record, [(id, text, meta)])."""
+        ids = [cid for _, chunks in rows for cid, _, _ in chunks]
+        documents = [text for _, chunks in rows for _, text, _ in chunks]
+        metadatas = [meta for _, chunks in rows for _, _, meta in chunks]
         for i in range(0, len(ids), self.max_batch):
             sl = slice(i, i + self.max_batch)
-            self.chunks.upsert(ids=ids[sl], embeddings=embeddings[sl], documents=documents[sl], metadatas=metadatas[sl])
-        # The registry needs a vector; a constant 1-d one, never queried.
-        self.registry.upsert(ids=[record.id], embeddings=[[1.0]], metadatas=[record.to_metadata()])
-        self.delete_stale_chunks(record.id, record.content_hash)
+            self.chunks.upsert(ids=ids[sl], embeddings=vectors[sl], documents=documents[sl], metadatas=metadatas[sl])
+        records = [record for record, _ in rows]
+        for i in range(0, len(records), self.max_batch):
+            batch = records[i : i + self.max_batch]
+            # The registry needs vectors; a constant 1-d one, never queried.
+            self.registry.upsert(ids=[r.id for r in batch], embeddings=[[1.0]] * len(batch), metadatas=[r.to_metadata() for r in batch])
+        self.delete_stale_chunks({r.id: r.content_hash for r in records})
 
-    def delete_stale_chunks(self, article_id: str, content_hash: str) -> int:
-        stale = self.chunks.get(
-            where={"$and": [{"article_id": article_id}, {"content_hash": {"$ne": content_hash}}]}, include=[]
-        )["ids"]
+    def delete_stale_chunks(self, current: dict[str, str]) -> int:
+        """Delete chunks of these articles whose content hash is not the current one."""
+        stale: list[str] = []
+        article_ids = list(current)
+        for i in range(0, len(article_ids), 1000):
+            part = article_ids[i : i + 1000]
+            where = {"$and": [{"article_id": {"$in": part}}, {"content_hash": {"$nin": [current[a] for a in part]}}]}
+            stale += self.chunks.get(where=where, include=[])["ids"]
         for i in range(0, len(stale), self.max_batch):
             self.chunks.delete(ids=stale[i : i + self.max_batch])
         return len(stale)
@@ -173,6 +178,25 @@ class Store:
             if len(got["ids"]) < page:
                 return ids, docs, metas
             offset += page
+
+    def all_chunk_metadata(self, page: int = 10000) -> tuple[list[str], list[dict]]:
+        """Every chunk's id and metadata, without the texts."""
+        ids: list[str] = []
+        metas: list[dict] = []
+        while True:
+            got = self.chunks.get(include=["metadatas"], limit=page, offset=len(ids))
+            ids += got["ids"]
+            metas += got["metadatas"]
+            if len(got["ids"]) < page:
+                return ids, metas
+
+    def documents(self, ids: list[str]) -> list[str]:
+        """Chunk texts for these ids, in the same order."""
+        texts: dict[str, str] = {}
+        for i in range(0, len(ids), self.max_batch):
+            got = self.chunks.get(ids=ids[i : i + self.max_batch], include=["documents"])
+            texts.update(zip(got["ids"], got["documents"]))
+        return [texts.get(i, "") for i in ids]
 
     def query(self, embedding: list[float], n: int, where: dict | None = None) -> list[tuple[str, str, dict, float]]:
         """Nearest chunks: (id, text, metadata, cosine similarity)."""

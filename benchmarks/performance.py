@@ -1,0 +1,225 @@
+"""Ingest and query speed against the stock LlamaIndex pipeline, side by side in one process run.
+
+    python -m benchmarks ingest [--repeats 3] [--questions 1000]
+    python -m benchmarks query  [--repeats 3] [--questions 1000]
+
+Corpus: SQuAD 2.0 dev half (each article = its paragraphs joined by blank lines). Models are
+loaded and warmed before any timing, for both pipelines; each figure is the median of the
+repeats, and the ratio to the stock pipeline measured in the same run is what counts.
+
+ingest: fresh ingest seconds of the stock pipeline (SentenceSplitter 256/32, HuggingFaceEmbedding
+fp32, VectorStoreIndex over Chroma), of ours in fp32 and in the automatically chosen precision
+(bf16 where the CPU supports it), re-ingest of the unchanged corpus, and recall (a retrieved
+chunk covers a gold answer span) so speed is never bought with quality.
+query: retrieve latency p50/p95 of the stock retriever (k=5) and ours (hybrid, k=5) on the
+same questions."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from .retrieval import cleaned_texts, covers
+from .squad import DEFAULT_SQUAD, load_squad, map_spans, sample, write_jsonl
+from .stock import build_stock_index, stock_embedder, stock_hits
+
+
+def timed(fn):
+    t0 = time.perf_counter()
+    out = fn()
+    return time.perf_counter() - t0, out
+
+
+def ours(folder: Path, precision: str, embedders: dict):
+    from qa.config import Settings
+    from qa.library import Library
+
+    return Library(folder, "squad", settings=Settings(embed_precision=precision), embedder=embedders[precision])
+
+
+def load_embedders() -> dict:
+    from qa.embeddings import MiniLMEmbedder
+
+    embedders = {"fp32": MiniLMEmbedder(precision="fp32"), "auto": MiniLMEmbedder(precision="auto")}
+    for e in embedders.values():
+        e.embed(["warm up", "the model and the precision check"])
+    return embedders
+
+
+def recall_ours(lib, questions, k: int) -> tuple[float, float]:
+    found, chars = 0, []
+    for q in questions:
+        hits = lib.search(q.question, k=k)
+        chars.append(sum(len(h.text) for h in hits))
+        found += any(h.article_id == q.article_id and covers(h, q.spans) for h in hits)
+    return found / len(questions), statistics.mean(chars)
+
+
+def recall_stock(retriever, questions) -> tuple[float, float]:
+    found, chars = 0, []
+    for q in questions:
+        hits = stock_hits(retriever, q.question)
+        chars.append(sum(len(t) for *_, t in hits))
+        found += any(a == q.article_id and any(s0 <= s and e <= e0 for s, e in q.spans) for a, s0, e0, _ in hits)
+    return found / len(questions), statistics.mean(chars)
+
+
+def setup(args):
+    records, questions = load_squad(Path(args.squad))
+    chosen = sample(questions, args.questions, args.seed)
+    tmp = args.tmp
+    corpus = write_jsonl(records, tmp)
+    texts = cleaned_texts(corpus)
+    map_spans(texts, chosen)
+    return tmp, corpus, texts, chosen
+
+
+def run_ingest(args) -> dict:
+    from qa.chunking import chunk_text
+
+    tmp, corpus, texts, chosen = setup(args)
+    chars = sum(len(t) for t in texts.values())
+    chunk_text("Warm up the sentence splitter. Load it once.")
+    embedders = load_embedders()
+    stock_model = stock_embedder()
+    stock_model.get_text_embedding("warm up")
+    times: dict[str, list[float]] = {"stock": [], "fp32": [], "auto": [], "reingest": []}
+    last: dict = {}
+    for r in range(args.repeats):
+        dt, index = timed(lambda: build_stock_index(texts, tmp / f"stock-{r}", stock_model))
+        times["stock"].append(dt)
+        last["stock"] = index
+        for precision in ("fp32", "auto"):
+            lib = ours(tmp / f"{precision}-{r}", precision, embedders)
+            dt, report = timed(lambda: lib.ingest([corpus]))
+            assert not report.rejected and report.chunks_added, report.summary()
+            times[precision].append(dt)
+            last[precision] = lib
+        dt, report = timed(lambda: last["auto"].ingest([corpus]))
+        assert not report.added and not report.replaced and not report.chunks_added, report.summary()
+        times["reingest"].append(dt)
+        print(f"repeat {r + 1}: " + ", ".join(f"{k} {v[-1]:.2f} s" for k, v in times.items()), flush=True)
+    med = {k: statistics.median(v) for k, v in times.items()}
+    recall = {p: recall_ours(last[p], chosen, args.k) for p in ("fp32", "auto")}
+    stock_recall = recall_stock(last["stock"].as_retriever(similarity_top_k=args.stock_k), chosen)
+    rows = [
+        {"pipeline": f"stock LlamaIndex (256/32, k={args.stock_k})", "ingest_s": med["stock"], "runs": times["stock"],
+         "chunks": last["stock"].vector_store._collection.count(), "recall": stock_recall[0], "context_chars": stock_recall[1]},
+    ]
+    for p in ("fp32", "auto"):
+        rows.append({"pipeline": f"articles-qa {embedders[p].precision} (k={args.k})", "ingest_s": med[p], "runs": times[p],
+                     "chunks": last[p].store.chunks.count(), "recall": recall[p][0], "context_chars": recall[p][1]})
+    for row in rows:
+        row["chars_per_s"] = chars / row["ingest_s"]
+        row["speedup_vs_stock"] = med["stock"] / row["ingest_s"]
+    return {
+        "benchmark": "ingest", "dataset": Path(args.squad).name, "chars": chars, "questions": len(chosen),
+        "repeats": args.repeats, "precision_chosen": embedders["auto"].precision,
+        "probe_cosine": embedders["auto"].probe_cosine, "rows": rows,
+        "reingest_s": med["reingest"], "reingest_runs": times["reingest"],
+        "reingest_share_of_fresh": med["reingest"] / med["auto"],
+    }
+
+
+def print_ingest(result: dict) -> None:
+    print(f"\nIngest of {result['dataset']} ({result['chars']:,} chars), median of {result['repeats']}; recall on {result['questions']} questions")
+    print(f"precision chosen: {result['precision_chosen']} (probe cosine to fp32: {result['probe_cosine']})")
+    header = f"{'pipeline':<38} {'ingest s':>8} {'chars/s':>8} {'vs stock':>8} {'chunks':>6} {'recall':>6} {'ctx chars':>9}"
+    print(header + "\n" + "-" * len(header))
+    for r in result["rows"]:
+        print(f"{r['pipeline']:<38} {r['ingest_s']:>8.2f} {r['chars_per_s']:>8.0f} {r['speedup_vs_stock']:>7.2f}x {r['chunks']:>6} {r['recall']:>6.3f} {r['context_chars']:>9.0f}")
+    print(f"re-ingest, unchanged corpus: {result['reingest_s']:.3f} s = {100 * result['reingest_share_of_fresh']:.1f}% of a fresh ingest")
+
+
+def run_query(args) -> dict:
+    tmp, corpus, texts, chosen = setup(args)
+    embedders = load_embedders()
+    stock_model = stock_embedder()
+    index = build_stock_index(texts, tmp / "stock", stock_model)
+    lib = ours(tmp / "ours", "auto", embedders)
+    lib.ingest([corpus])
+    stock_retriever = index.as_retriever(similarity_top_k=args.k)
+    searches = {
+        "stock": lambda q: stock_retriever.retrieve(q),
+        "hybrid": lambda q: lib.search(q, k=args.k),
+        "vector": lambda q: lib.search(q, k=args.k, mode="vector"),
+        "keyword": lambda q: lib.search(q, k=args.k, mode="keyword"),
+    }
+    latencies: dict[str, list[list[float]]] = {name: [] for name in searches}
+    for name, search in searches.items():
+        search("warm up")
+    for _ in range(args.repeats):
+        for name, search in searches.items():  # interleaved, so drift hits all alike
+            run = []
+            for q in chosen:
+                t0 = time.perf_counter()
+                search(q.question)
+                run.append((time.perf_counter() - t0) * 1000)
+            latencies[name].append(run)
+    from qa.metrics import percentile
+
+    rows = []
+    for name, runs in latencies.items():
+        rows.append({
+            "retriever": name,
+            "p50_ms": statistics.median(percentile(r, 50) for r in runs),
+            "p95_ms": statistics.median(percentile(r, 95) for r in runs),
+        })
+    stock_p50 = rows[0]["p50_ms"]
+    for row in rows:
+        row["p50_vs_stock"] = stock_p50 / row["p50_ms"]
+    return {"benchmark": "query", "dataset": Path(args.squad).name, "questions": len(chosen), "k": args.k,
+            "repeats": args.repeats, "chunks": lib.store.chunks.count(), "rows": rows}
+
+
+def print_query(result: dict) -> None:
+    print(f"\nRetrieve latency, k={result['k']}, {result['questions']} questions x {result['repeats']} (median of per-run percentiles); {result['chunks']} chunks")
+    header = f"{'retriever':<10} {'p50 ms':>7} {'p95 ms':>7} {'p50 speed vs stock':>19}"
+    print(header + "\n" + "-" * len(header))
+    for r in result["rows"]:
+        print(f"{r['retriever']:<10} {r['p50_ms']:>7.1f} {r['p95_ms']:>7.1f} {r['p50_vs_stock']:>18.2f}x")
+
+
+def parse(argv, name: str, k: int):
+    parser = argparse.ArgumentParser(prog=f"python -m benchmarks {name}", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--squad", default=str(DEFAULT_SQUAD))
+    parser.add_argument("--questions", type=int, default=1000)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--k", type=int, default=k, help="our top-k")
+    parser.add_argument("--stock-k", type=int, default=5, help="the stock retriever's top-k (ingest recall)")
+    parser.add_argument("--out", default=str(Path(__file__).parent / "results" / f"{name}.json"))
+    return parser.parse_args(argv)
+
+
+def save(result: dict, out: str) -> None:
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    Path(out).write_text(json.dumps(result, indent=2))
+    print(f"\nwritten: {out}")
+
+
+def main_ingest(argv=None) -> None:
+    args = parse(argv, "ingest", k=10)
+    args.tmp = Path(tempfile.mkdtemp(prefix="qa-bench-"))
+    try:
+        result = run_ingest(args)
+    finally:
+        shutil.rmtree(args.tmp, ignore_errors=True)
+    print_ingest(result)
+    save(result, args.out)
+
+
+def main_query(argv=None) -> None:
+    args = parse(argv, "query", k=5)
+    args.tmp = Path(tempfile.mkdtemp(prefix="qa-bench-"))
+    try:
+        result = run_query(args)
+    finally:
+        shutil.rmtree(args.tmp, ignore_errors=True)
+    print_query(result)
+    save(result, args.out)
