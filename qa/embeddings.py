@@ -115,7 +115,15 @@ class MiniLMEmbedder:
         return self._encode(texts, bf16=self.precision == "bf16").tolist()
 
     def embed_query(self, text: str) -> list[float]:
-        return self.embed([text])[0]
+        """One text straight through the modules (tokenize -> BERT -> mean pool -> normalise):
+        encode()'s batching machinery costs more than the forward pass for a single question."""
+        import torch
+
+        model = self.model
+        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.precision == "bf16"):
+            features = model.preprocess([text])
+            vector = model(features)["sentence_embedding"][0]
+        return vector.float().tolist()
 
 
 def model_path(package) -> str:

@@ -137,6 +137,7 @@ class BM25Cache:
         self.index = None
         self._tokens: dict[str, list[str]] = {}
         self._texts: dict[str, str] = {}
+        self._positions: dict[str, int] = {}
 
     def refresh(self) -> None:
         """Rebuild when the collection changed. The stamp is read before the data, so a write
@@ -165,6 +166,7 @@ class BM25Cache:
                 del self._tokens[gone], self._texts[gone]
             self.ids, self.metas, self.current = ids, metas, current
             self.texts = [self._texts[i] for i in ids]
+            self._positions = {chunk_id: n for n, chunk_id in enumerate(ids)}
             self.index = None
             corpus = [self._tokens[i] or [""] for i in ids]  # bm25s needs a token per document
             if corpus:
@@ -173,6 +175,11 @@ class BM25Cache:
                 index.index(corpus, show_progress=False)
                 self.index = index
             self.key = key
+
+    def record(self, chunk_id: str) -> tuple[str, dict] | None:
+        """(text, metadata) of a current chunk, None for any other id."""
+        position = self._positions.get(chunk_id)
+        return None if position is None else (self.texts[position], self.metas[position])
 
     def search(self, query: str, n: int, filters: "Filters") -> list[int]:
         """Indices (into self.ids) of the n best BM25 matches with a positive score."""
@@ -216,14 +223,17 @@ class HybridRetriever:
 
         vector = []
         if mode != "keyword":
-            vector = self.store.query(self.embedder.embed_query(question), n, filters.chroma_where())
+            vector = self.store.nearest_ids(self.embedder.embed_query(question), n, filters.chroma_where())
         rank = 0
-        for chunk_id, text, meta, _similarity in vector:
-            if not is_current(meta, self.bm25.current):
-                continue  # an orphan from an interrupted or in-flight replacement
+        for chunk_id in vector:
+            # Text and metadata come from the cache of current chunks (no second fetch); an id it
+            # lacks is an orphan of an interrupted or in-flight replacement.
+            record = self.bm25.record(chunk_id)
+            if record is None:
+                continue
             rank += 1
             fused[chunk_id] = fused.get(chunk_id, 0.0) + 1.0 / (RRF_K + rank)
-            records[chunk_id] = (text, meta)
+            records[chunk_id] = record
             ranks.setdefault(chunk_id, {})["vector"] = rank
 
         keyword = self.bm25.search(question, n, filters) if mode != "vector" else []

@@ -198,18 +198,7 @@ class Store:
             texts.update(zip(got["ids"], got["documents"]))
         return [texts.get(i, "") for i in ids]
 
-    def query(self, embedding: list[float], n: int, where: dict | None = None) -> list[tuple[str, str, dict, float]]:
-        """Nearest chunks: (id, text, metadata, cosine similarity)."""
-        count = self.chunks.count()
-        if count == 0:
-            return []
-        got = self.chunks.query(
-            query_embeddings=[embedding],
-            n_results=min(n, count),
-            where=where or None,
-            include=["documents", "metadatas", "distances"],
-        )
-        return [
-            (i, d, m, 1.0 - dist)
-            for i, d, m, dist in zip(got["ids"][0], got["documents"][0], got["metadatas"][0], got["distances"][0])
-        ]
+    def nearest_ids(self, embedding: list[float], n: int, where: dict | None = None) -> list[str]:
+        """Ids of the nearest chunks, best first (no texts: callers that cache them skip the fetch)."""
+        got = self.chunks.query(query_embeddings=[embedding], n_results=n, where=where or None, include=[])
+        return got["ids"][0]

@@ -1,0 +1,181 @@
+"""Retrieval at 100k chunks: latency, memory of a serving process, store size, cold start.
+
+    python -m benchmarks scale [--chunks 100000] [--questions 300] [--keep DIR]
+
+The library: the SQuAD 2.0 dev half ingested normally (so questions have real answers), plus
+synthetic articles up to --chunks chunks. A synthetic chunk joins 2-4 random SQuAD/seed
+sentences; its vector is the normalised sum of those sentences' MiniLM vectors (each sentence
+is encoded once), so building 100k chunks takes minutes, not the hour real encoding would.
+
+The measurements run in a fresh process, as a server would: first-search time (BM25 index built
+from the store), hybrid retrieve p50/p95 at k=5 over the SQuAD questions, recall@5 among the
+distractors, peak RSS; then the wall time of a cold `qa ask` (imports, model loads, index build,
+answer) and `qa --help`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from .squad import DEFAULT_SQUAD, load_squad, map_spans, sample, write_jsonl
+
+COLLECTION = "scale"
+
+
+def build(folder: Path, target_chunks: int, squad: Path, seed: int) -> dict:
+    import numpy as np
+
+    from qa.chunking import sentence_spans
+    from qa.config import Settings
+    from qa.library import Library
+    from qa.store import ArticleRecord
+
+    records, _ = load_squad(squad)
+    lib = Library(folder, COLLECTION, settings=Settings())
+    t0 = time.perf_counter()
+    report = lib.ingest([write_jsonl(records, Path(tempfile.mkdtemp()))] + sorted(Path("seeds").glob("*")))
+    real_chunks = report.chunks_added
+    texts = [a["text"] for a in records] + [p.read_text(errors="ignore") for p in Path("seeds").glob("*.txt")]
+    sentences = sorted({t[s:e] for t in texts for s, e in sentence_spans(t) if 30 <= e - s <= 300})
+    vectors = np.asarray(lib.embedder.embed(sentences), dtype=np.float32)
+    rng = random.Random(seed)
+    titles = [r["title"] for r in records]
+    per_article = 20
+    written = 0
+    batch: list = []
+    batch_vectors: list = []
+    n_articles = (target_chunks - real_chunks) // per_article
+    for a in range(n_articles):
+        article_id = f"synthetic-{a:06d}"
+        title = f"{rng.choice(titles)} (synthetic {a})"
+        chunks, offset = [], 0
+        for i in range(per_article):
+            picks = rng.sample(range(len(sentences)), rng.randint(2, 4))
+            text = " ".join(sentences[p] for p in picks)
+            v = vectors[picks].sum(axis=0)
+            batch_vectors.append(v / np.linalg.norm(v))
+            meta = {"article_id": article_id, "content_hash": "s", "title": title, "source": "synthetic",
+                    "start": offset, "end": offset + len(text), "index": i}
+            chunks.append((f"{article_id}:s:{i}", text, meta))
+            offset += len(text) + 1
+        batch.append((ArticleRecord(article_id, "s", f"t{a}", title, "synthetic", None, per_article, offset), chunks))
+        if len(batch) * per_article >= 5000 or a == n_articles - 1:
+            lib.store.write_articles(batch, np.stack(batch_vectors))
+            written += len(batch) * per_article
+            batch, batch_vectors = [], []
+            print(f"  {real_chunks + written:,} chunks", flush=True)
+    lib.store.bump_stamp()
+    return {"real_chunks": real_chunks, "synthetic_chunks": written, "sentences": len(sentences),
+            "build_s": time.perf_counter() - t0}
+
+
+def probe(folder: str, questions_file: str, repeats: int) -> None:
+    """Runs in a fresh process: what a serving process sees. Prints one JSON line."""
+    t0 = time.perf_counter()
+    from qa.config import Settings
+    from qa.library import Library
+
+    questions = json.loads(Path(questions_file).read_text())
+    lib = Library(folder, COLLECTION, settings=Settings())
+    opened = time.perf_counter() - t0
+    t1 = time.perf_counter()
+    lib.search("warm up the embedder and the BM25 index", k=5)
+    first_search = time.perf_counter() - t1
+    results: dict = {}
+    for mode in ("hybrid", "vector", "keyword"):
+        runs, found = [], 0
+        for r in range(repeats):
+            run = []
+            for q in questions:
+                t = time.perf_counter()
+                hits = lib.search(q["question"], k=5, mode=mode)
+                run.append((time.perf_counter() - t) * 1000)
+                if r == 0:
+                    found += any(h.article_id == q["article_id"] and any(h.start <= s and e <= h.end for s, e in q["spans"]) for h in hits)
+            runs.append(sorted(run))
+        results[mode] = {
+            "p50_ms": statistics.median(r[len(r) // 2] for r in runs),
+            "p95_ms": statistics.median(r[int(len(r) * 0.95)] for r in runs),
+            "recall_at_5": found / len(questions),
+        }
+    print(json.dumps({
+        "chunks": lib.store.chunks.count(), "open_s": opened, "first_search_s": first_search,
+        "modes": results, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }))
+
+
+def wall(cmd: list[str], env: dict | None = None) -> float:
+    t = time.perf_counter()
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    return time.perf_counter() - t
+
+
+def dir_size(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks scale", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--chunks", type=int, default=100_000)
+    parser.add_argument("--questions", type=int, default=300)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--squad", default=str(DEFAULT_SQUAD))
+    parser.add_argument("--keep", help="build the library in DIR and keep it (reused when it exists)")
+    parser.add_argument("--probe", nargs=2, help=argparse.SUPPRESS)
+    parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "scale.json"))
+    args = parser.parse_args(argv)
+    if args.probe:
+        return probe(args.probe[0], args.probe[1], args.repeats)
+
+    folder = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="qa-scale-"))
+    try:
+        built = {}
+        if not (folder / "chroma.sqlite3").exists():
+            folder.mkdir(parents=True, exist_ok=True)
+            print(f"building {args.chunks:,} chunks in {folder}", flush=True)
+            built = build(folder, args.chunks, Path(args.squad), args.seed)
+        records, questions = load_squad(Path(args.squad))
+        chosen = sample(questions, args.questions, args.seed)
+        from .retrieval import cleaned_texts
+
+        map_spans(cleaned_texts(write_jsonl(records, Path(tempfile.mkdtemp()))), chosen)
+        qfile = folder / "questions.json"
+        qfile.write_text(json.dumps([{"question": q.question, "article_id": q.article_id, "spans": q.spans} for q in chosen]))
+        out = subprocess.run([sys.executable, "-m", "benchmarks", "scale", "--repeats", str(args.repeats), "--probe", str(folder), str(qfile)],
+                             check=True, capture_output=True, text=True)
+        measured = json.loads(out.stdout.strip().splitlines()[-1])
+        qa = str(Path(sys.executable).parent / "qa")
+        env = os.environ | {"QA_DATA_DIR": str(folder), "QA_COLLECTION": COLLECTION}
+        cold_help = statistics.median(wall([qa, "--help"]) for _ in range(3))
+        cold_ask = statistics.median(wall([qa, "--collection", COLLECTION, "--data-dir", str(folder), "ask", "Who said GSOMIA scrapping was a misjudgment?"], env) for _ in range(args.repeats))
+        result = {"benchmark": "scale", **built, **measured, "store_mb": dir_size(folder) / 1e6,
+                  "qa_help_s": cold_help, "cold_qa_ask_s": cold_ask, "questions": len(chosen), "repeats": args.repeats}
+    finally:
+        if not args.keep:
+            shutil.rmtree(folder, ignore_errors=True)
+    print_table(result)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(result, indent=2))
+    print(f"\nwritten: {args.out}")
+
+
+def print_table(r: dict) -> None:
+    print(f"\nScale: {r['chunks']:,} chunks, {r['questions']} SQuAD questions x {r['repeats']}")
+    print(f"{'mode':<8} {'p50 ms':>7} {'p95 ms':>7} {'recall@5':>8}")
+    for mode, m in r["modes"].items():
+        print(f"{mode:<8} {m['p50_ms']:>7.1f} {m['p95_ms']:>7.1f} {m['recall_at_5']:>8.3f}")
+    print(f"serving process: open {r['open_s']:.1f} s, first search (BM25 index build) {r['first_search_s']:.1f} s, peak RSS {r['peak_rss_mb']:.0f} MB")
+    print(f"store on disk: {r['store_mb']:.0f} MB; cold `qa ask`: {r['cold_qa_ask_s']:.1f} s; `qa --help`: {r['qa_help_s']:.2f} s")
+    if r.get("build_s"):
+        print(f"built in {r['build_s']:.0f} s ({r['real_chunks']:,} real + {r['synthetic_chunks']:,} synthetic chunks from {r['sentences']:,} sentences)")
