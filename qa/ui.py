@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 
 import gradio as gr
+from gradio import FileData
 
 from .config import Settings
 from .engine import Answer
@@ -82,6 +83,14 @@ class App:
         for c in answer.citations:
             lines.append(f"[{c.n}] {c.title} ({c.published or 'undated'}): \"{c.quote}\"")
         return "\n".join(lines)
+
+    def ingest_api(self, files: list[FileData]) -> str:
+        """The HTTP API for adding articles: one line per added/replaced/unchanged article and
+        per rejected file, then the summary."""
+        report = self.library().ingest([Path(f["path"] if isinstance(f, dict) else f.path) for f in files or []])
+        lines = [f"{label}: {article_id}" for label, ids in (("added", report.added), ("replaced", report.replaced), ("unchanged", report.unchanged)) for article_id in ids]
+        lines += [f"rejected: {Path(source).name}: {reason}" for source, reason in report.rejected]
+        return "\n".join(lines + [report.summary()])
 
     # --- library -----------------------------------------------------------------------------
     def article_rows(self, collection: str) -> list[list]:
@@ -200,6 +209,7 @@ def build(settings: Settings) -> gr.Blocks:
         uploads.upload(app.upload, [uploads, collection], [upload_results, upload_summary, articles, to_delete], api_visibility="private")
         delete.click(app.delete, [to_delete, collection], [delete_message, articles, to_delete], api_visibility="private")
         gr.api(app.ask_api, api_name="ask")
+        gr.api(app.ingest_api, api_name="ingest")
     return demo
 
 
