@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import stat
 import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -253,10 +254,16 @@ def load_file(path: Path, max_bytes: int | None = None) -> LoadResult:
     if suffix not in SUPPORTED_SUFFIXES:
         raise InputError(source, f"unsupported file type '{suffix or '(none)'}' (use .txt, .md, .html, .json, .jsonl)")
     try:
-        size = path.stat().st_size
+        info = path.stat()
+        if not stat.S_ISREG(info.st_mode):  # a FIFO or device would block or never end
+            raise InputError(source, "not a regular file (a folder, FIFO, socket or device)")
+        size = info.st_size
         if max_bytes is not None and size > max_bytes:
             raise InputError(source, f"file is {size / 1e6:.1f} MB, over the {max_bytes / 1e6:.0f} MB limit")
-        data = path.read_bytes()
+        with path.open("rb") as handle:  # never more than the limit, even if the file grows
+            data = handle.read(max_bytes + 1) if max_bytes is not None else handle.read()
+        if max_bytes is not None and len(data) > max_bytes:
+            raise InputError(source, f"file grew over the {max_bytes / 1e6:.0f} MB limit while being read")
     except OSError as exc:
         raise InputError(source, f"cannot read file ({exc.strerror or exc})") from None
     text = decode_bytes(data, source)
@@ -273,7 +280,9 @@ def load_file(path: Path, max_bytes: int | None = None) -> LoadResult:
                 if not isinstance(record, dict):
                     raise InputError(where, "record is not a JSON object")
                 body = record.get("text")
-                if not isinstance(body, str) or not body.strip():
+                if body is not None and not isinstance(body, str):
+                    raise InputError(where, f"field 'text' must be a string, not {type(body).__name__}")
+                if not body or not body.strip():
                     raise InputError(where, "field 'text' is missing or empty")
                 meta = {k: record.get(k) for k in ("id", "title", "url", "published", "author", "source")}
                 default_id = record.get("id") or record.get("url") or record.get("title") or f"{stem}-{index + 1}"
@@ -305,9 +314,13 @@ def iter_files(paths: list[Path]) -> tuple[list[Path], list[InputError]]:
                 except (OSError, RuntimeError):
                     errors.append(InputError(str(child), "broken link or symlink loop"))
                     continue
-                if child.is_file() and child.suffix.lower() in SUPPORTED_SUFFIXES and real not in seen:
-                    seen.add(real)
+                if child.suffix.lower() not in SUPPORTED_SUFFIXES or real in seen or child.is_dir():
+                    continue
+                seen.add(real)
+                if child.is_file():
                     files.append(child)
+                else:
+                    errors.append(InputError(str(child), "not a regular file (a FIFO, socket or device)"))
         else:
             files.append(path)
     return files, errors

@@ -30,6 +30,7 @@ class Settings(BaseSettings):
 
     # Retrieval.
     top_k: int = 5
+    max_question_chars: int = 2000
 
     # Answering (qa/llms.py, qa/engine.py).
     llm_backend: str = "local"  # local | openai | openai-compatible

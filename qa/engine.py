@@ -214,9 +214,9 @@ class Engine:
     # --- the chain ---------------------------------------------------------------------------
     def stream(self, question: str, history=None) -> Iterator[str | Answer]:
         """Yields answer tokens as they are generated, then the final grounded Answer."""
-        if not question or not question.strip():
-            raise ValueError("question is empty")
-        question = " ".join(question.split())[:2000]
+        from .library import check_question
+
+        question = check_question(question, self.settings.max_question_chars)
         timings: dict[str, float] = {}
         t0 = time.perf_counter()
         standalone = self.condense(question, history)

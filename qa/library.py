@@ -36,6 +36,18 @@ class IngestReport:
         )
 
 
+def check_question(question: str | None, max_chars: int) -> str:
+    """The question with whitespace collapsed, or an InputError naming what is wrong with it."""
+    text = " ".join((question or "").split())
+    if not text:
+        raise InputError("question", "is empty")
+    if len(text) > max_chars:
+        raise InputError("question", f"is too long ({len(text):,} characters; at most {max_chars:,})")
+    if not any(ch.isalnum() for ch in text):
+        raise InputError("question", "has no words to search for")
+    return text
+
+
 # Progress callback: (stage, done, total). Stages: "load" (files), "embed" (chunks embedded and stored).
 Progress = Callable[[str, int, int], None]
 
@@ -170,9 +182,8 @@ class Library:
     # --- read --------------------------------------------------------------------------------
     def search(self, question: str, k: int = 5, filters: Filters | dict | None = None, mode: str = "hybrid") -> list[Hit]:
         """The k best chunks for a question (hybrid vector + BM25), with offsets into the article."""
-        if not question or not question.strip():
-            raise ValueError("question is empty")
-        return self.retriever.search(question.strip(), k=k, filters=filters, mode=mode)
+        question = check_question(question, self.settings.max_question_chars)
+        return self.retriever.search(question, k=k, filters=filters, mode=mode)
 
     # --- answer ------------------------------------------------------------------------------
     @property
