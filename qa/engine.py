@@ -174,6 +174,12 @@ def _preference(answer: Answer) -> float:
     return answer.signals.get("coverage", 0.0) + 0.1 * answer.signals.get("confidence", 0.0)
 
 
+def quoted(text: str) -> str:
+    """Article text inside <<< >>> quotes, on one line: it can neither close the quote nor start
+    a line that reads like part of the prompt."""
+    return " ".join(text.split()).replace("<<<", "‹‹‹").replace(">>>", "›››")
+
+
 class Engine:
     def __init__(self, library, llm, settings: Settings):
         self.library = library
@@ -200,7 +206,7 @@ class Engine:
     def build_prompt(self, question: str, evidence: list[Evidence]):
         if self.llm.style == "chat":
             sources = "\n".join(
-                f"[{i}] ({e.hit.title}, {e.hit.published or 'undated'}) <<<{e.text}>>>" for i, e in enumerate(evidence, 1)
+                f"[{i}] ({e.hit.title}, {e.hit.published or 'undated'}) <<<{quoted(e.text)}>>>" for i, e in enumerate(evidence, 1)
             )
             return [
                 {"role": "system", "content": prompt_template("chat_system.txt")},

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,7 +14,7 @@ from .config import Settings, get_settings
 from .embeddings import Embedder, get_embedder
 from .errors import InputError
 from .retrieval import Filters, Hit, HybridRetriever, date_ord, is_current
-from .store import ArticleRecord, Store
+from .store import ArticleRecord, Store, store_errors
 
 
 @dataclass
@@ -34,6 +35,16 @@ class IngestReport:
             f"{len(self.added)} added, {len(self.unchanged)} unchanged, {len(self.replaced)} replaced, "
             f"{len(self.rejected)} rejected ({self.chunks_added} chunks written in {self.seconds:.1f} s)"
         )
+
+
+def _guarded(method):
+    """Store failures (server down, disk) surface as one-line StoreErrors naming the store."""
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        with store_errors(self.store.location):
+            return method(self, *args, **kwargs)
+
+    return wrapper
 
 
 def check_question(question: str | None, max_chars: int) -> str:
@@ -77,6 +88,7 @@ class Library:
         return self.store.name
 
     # --- ingest ------------------------------------------------------------------------------
+    @_guarded
     def ingest(self, paths: Iterable[str | Path] | str | Path, progress: Progress | None = None) -> IngestReport:
         """Load, clean, chunk, embed and store articles from files and folders. Unchanged
         articles cost a hash comparison (no encoding); a changed one replaces its old chunks
@@ -180,6 +192,7 @@ class Library:
         return record, [(f"{article.id}:{h}:{c.index}", c.text, base | {"start": c.start, "end": c.end, "index": c.index}) for c in chunks]
 
     # --- read --------------------------------------------------------------------------------
+    @_guarded
     def search(self, question: str, k: int = 5, filters: Filters | dict | None = None, mode: str = "hybrid") -> list[Hit]:
         """The k best chunks for a question (hybrid vector + BM25), with offsets into the article."""
         question = check_question(question, self.settings.max_question_chars)
@@ -205,9 +218,11 @@ class Library:
         """Yields answer tokens (str) as they are generated, then the final Answer."""
         return self.engine.stream(question, history)
 
+    @_guarded
     def articles(self) -> list[ArticleRecord]:
         return self.store.list_articles()
 
+    @_guarded
     def delete(self, article_id: str) -> bool:
         """Remove an article and all its chunks; False when no such article."""
         deleted = self.store.delete_article(article_id)
@@ -215,6 +230,7 @@ class Library:
             self.store.bump_stamp()
         return deleted
 
+    @_guarded
     def check(self, repair: bool = False) -> dict:
         """Consistency of the store: chunks whose article is gone or was replaced (orphans, e.g.
         from an interrupted ingest), and articles whose stored chunk count differs from the
@@ -237,6 +253,7 @@ class Library:
         return {"articles": len(records), "chunks": len(ids), "orphan_chunks": len(orphans),
                 "incomplete_articles": incomplete, "repaired": bool(repair and (orphans or incomplete))}
 
+    @_guarded
     def article_text(self, article_id: str) -> str:
         """The cleaned article text, rebuilt from its chunks (offsets index into this)."""
         record = self.store.get_article(article_id)

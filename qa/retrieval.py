@@ -1,7 +1,7 @@
 """Hybrid retrieval: Chroma vector search and BM25 (bm25s), fused by reciprocal rank.
 
 Chroma is the single source of truth. The BM25 index is a per-process cache built from the chunk
-collection and keyed by the collection's write stamp and chunk count, so it is rebuilt after any
+collection and keyed by the collection's write stamp, so it is rebuilt after any
 ingest or delete, by this process or another one sharing a Chroma server.
 """
 
@@ -122,13 +122,13 @@ def is_current(meta: dict, current: dict[str, str]) -> bool:
 class BM25Cache:
     """bm25s index over the current chunks of one collection.
 
-    Rebuilt when the collection's stamp or count changes; the rebuild is incremental where it
+    Rebuilt when the collection's stamp changes; the rebuild is incremental where it
     costs most: only chunks it has not seen are fetched and tokenized (their tokens are kept per
     chunk id), then the index is re-made from the kept tokens."""
 
     def __init__(self, store: Store):
         self.store = store
-        self.key: tuple | None = None
+        self.key: str | None = None
         self.lock = threading.Lock()
         self.ids: list[str] = []
         self.texts: list[str] = []

@@ -222,7 +222,15 @@ def auth_from_env(value: str | None):
     return (user, password)
 
 
+def upload_dir(settings: Settings) -> Path:
+    """Where uploaded files land: inside the data dir, never a shared /tmp."""
+    return (Path(settings.data_dir) / "uploads").resolve()
+
+
 def serve(settings: Settings, host: str = "127.0.0.1", port: int = 7860, concurrency: int = 2) -> None:
+    # Gradio keeps uploads under GRADIO_TEMP_DIR with sanitised names; pin it inside the data dir.
+    os.environ["GRADIO_TEMP_DIR"] = str(upload_dir(settings))
+    upload_dir(settings).mkdir(parents=True, exist_ok=True)
     demo = build(settings)
     # One local model serves one answer at a time; the queue keeps others waiting, not failing.
     demo.queue(default_concurrency_limit=concurrency, max_size=200)
@@ -230,4 +238,5 @@ def serve(settings: Settings, host: str = "127.0.0.1", port: int = 7860, concurr
     demo.launch(
         server_name=host, server_port=port, auth=auth_from_env(os.environ.get("QA_UI_AUTH")),
         css=CSS, footer_links=["api"], show_error=True, quiet=True,
+        max_file_size=f"{settings.max_file_mb:g}mb", allowed_paths=[], blocked_paths=[str(Path(settings.data_dir).resolve() / "chroma.sqlite3")],
     )
