@@ -37,6 +37,15 @@ class IngestReport:
         )
 
 
+def bm25_cache_file(data_dir: Path, location, collection: str) -> Path:
+    """Where the BM25 token cache of a collection lives: under the local data dir, one file per
+    store location and collection."""
+    import hashlib
+
+    where = hashlib.sha256(str(location).encode()).hexdigest()[:12]
+    return Path(data_dir) / "bm25-cache" / f"{collection}-{where}.json"
+
+
 def _guarded(method):
     """Store failures (server down, disk) surface as one-line StoreErrors naming the store."""
     @functools.wraps(method)
@@ -81,7 +90,7 @@ class Library:
         location = path_or_url or self.settings.chroma_url or self.settings.data_dir
         self.embedder = embedder or get_embedder(self.settings)
         self.store = Store(location, collection, self.embedder.name, self.embedder.dim)
-        self.retriever = HybridRetriever(self.store, self.embedder)
+        self.retriever = HybridRetriever(self.store, self.embedder, cache_file=bm25_cache_file(self.settings.data_dir, location, collection))
 
     @property
     def collection(self) -> str:

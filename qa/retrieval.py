@@ -7,10 +7,13 @@ ingest or delete, by this process or another one sharing a Chroma server.
 
 from __future__ import annotations
 
+import json
+import os
 import re
 import threading
 from dataclasses import dataclass, field
 from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 
@@ -122,12 +125,18 @@ def is_current(meta: dict, current: dict[str, str]) -> bool:
 class BM25Cache:
     """bm25s index over the current chunks of one collection.
 
-    Rebuilt when the collection's stamp changes; the rebuild is incremental where it
-    costs most: only chunks it has not seen are fetched and tokenized (their tokens are kept per
-    chunk id), then the index is re-made from the kept tokens."""
+    Rebuilt when the collection's stamp changes, incrementally where it costs most: chunk ids are
+    listed (cheap), and only chunks not seen before are fetched and tokenized. A chunk id names
+    its article version (content hash) and position, so a chunk's text, metadata and tokens never
+    change: they are kept per id, in memory and, for large collections, in a JSON file under the
+    data dir that lets a restarted server skip re-reading and re-tokenizing every chunk."""
 
-    def __init__(self, store: Store):
+    FORMAT = "bm25-cache-v1"  # bump when tokenization changes
+    SAVE_AFTER_NEW = 2000  # chunks fetched in one refresh that make a disk save worth it
+
+    def __init__(self, store: Store, cache_file: Path | None = None):
         self.store = store
+        self.cache_file = cache_file
         self.key: str | None = None
         self.lock = threading.Lock()
         self.ids: list[str] = []
@@ -135,9 +144,9 @@ class BM25Cache:
         self.metas: list[dict] = []
         self.current: dict[str, str] = {}
         self.index = None
-        self._tokens: dict[str, list[str]] = {}
-        self._texts: dict[str, str] = {}
+        self._seen: dict[str, tuple[str, dict, list[str]]] = {}  # id -> (text, metadata, tokens)
         self._positions: dict[str, int] = {}
+        self._loaded = False
 
     def refresh(self) -> None:
         """Rebuild when the collection changed. The stamp is read before the data, so a write
@@ -148,33 +157,78 @@ class BM25Cache:
         with self.lock:
             if key == self.key:
                 return
+            if not self._loaded:
+                self._load()
             current = self.store.current_hashes()
-            ids, metas = self.store.all_chunk_metadata()
-            keep = [i for i, m in enumerate(metas) if is_current(m, current)]
-            ids = [ids[i] for i in keep]
-            metas = [metas[i] for i in keep]
-            new = [(i, m) for i, m in zip(ids, metas) if i not in self._tokens]
+            all_ids = self.store.all_chunk_ids()
+            new = [i for i in all_ids if i not in self._seen]
             if new:
-                texts = self.store.documents([i for i, _ in new])
+                texts, metas = self.store.chunk_records(new)
                 # The title travels with each chunk: questions often name the article's subject only.
-                tokenized = bm25s_tokenize([f"{m.get('title', '')}\n{t}" for (_, m), t in zip(new, texts)])
-                for (chunk_id, _), text, tokens in zip(new, texts, tokenized):
-                    self._texts[chunk_id] = text
-                    self._tokens[chunk_id] = tokens
-            live = set(ids)
-            for gone in [i for i in self._tokens if i not in live]:
-                del self._tokens[gone], self._texts[gone]
-            self.ids, self.metas, self.current = ids, metas, current
-            self.texts = [self._texts[i] for i in ids]
+                tokenized = bm25s_tokenize([f"{m.get('title', '')}\n{t}" for t, m in zip(texts, metas)])
+                for chunk_id, text, meta, tokens in zip(new, texts, metas, tokenized):
+                    self._seen[chunk_id] = (text, meta, tokens)
+            live = set(all_ids)
+            for gone in [i for i in self._seen if i not in live]:
+                del self._seen[gone]
+            ids = [i for i in all_ids if is_current(self._seen[i][1], current)]
+            self.ids, self.current = ids, current
+            self.texts = [self._seen[i][0] for i in ids]
+            self.metas = [self._seen[i][1] for i in ids]
             self._positions = {chunk_id: n for n, chunk_id in enumerate(ids)}
-            self.index = None
-            corpus = [self._tokens[i] or [""] for i in ids]  # bm25s needs a token per document
-            if corpus:
+            self.index = self._saved_index(key, ids)
+            corpus = [self._seen[i][2] or [""] for i in ids]  # bm25s needs a token per document
+            if corpus and self.index is None:
                 bm25s, _ = _tokenizer()
                 index = bm25s.BM25()
                 index.index(corpus, show_progress=False)
                 self.index = index
             self.key = key
+            if len(new) >= self.SAVE_AFTER_NEW:
+                self._save()
+
+    def _load(self) -> None:
+        self._loaded = True
+        if not self.cache_file or not self.cache_file.exists():
+            return
+        try:
+            data = json.loads(self.cache_file.read_text())
+            if data.get("format") == self.FORMAT:
+                self._seen = {i: (t, m, k) for i, t, m, k in zip(data["ids"], data["texts"], data["metas"], data["tokens"])}
+        except (OSError, ValueError, KeyError, TypeError):
+            self._seen = {}  # a damaged cache is only a slower start
+
+    def _saved_index(self, key: str, ids: list[str]):
+        """The index saved with the token cache, when it was built for this very stamp and chunk
+        set: a restarted server then skips the build (~5 s at 100k chunks)."""
+        folder = self.cache_file.with_suffix(".index") if self.cache_file else None
+        try:
+            if not folder or json.loads((folder / "built-for.json").read_text()) != {"stamp": key, "chunks": len(ids), "first": ids[:1], "last": ids[-1:]}:
+                return None
+            bm25s, _ = _tokenizer()
+            return bm25s.BM25.load(str(folder), show_progress=False)
+        except (OSError, ValueError):
+            return None
+
+    def _save(self) -> None:
+        if not self.cache_file:
+            return
+        ids = list(self._seen)
+        data = {"format": self.FORMAT, "ids": ids, "texts": [self._seen[i][0] for i in ids],
+                "metas": [self._seen[i][1] for i in ids], "tokens": [self._seen[i][2] for i in ids]}
+        folder = self.cache_file.with_suffix(".index")
+        try:
+            self.cache_file.parent.mkdir(parents=True, exist_ok=True)
+            partial = self.cache_file.with_suffix(f".{os.getpid()}.tmp")
+            partial.write_text(json.dumps(data))
+            os.replace(partial, self.cache_file)  # readers see the old file or the new one
+            (folder / "built-for.json").unlink(missing_ok=True)  # invalid until fully rewritten
+            if self.index is not None:
+                self.index.save(str(folder), show_progress=False)
+                built_for = {"stamp": self.key, "chunks": len(self.ids), "first": self.ids[:1], "last": self.ids[-1:]}
+                (folder / "built-for.json").write_text(json.dumps(built_for))
+        except OSError:
+            pass  # read-only data dir: serve without the cache
 
     def record(self, chunk_id: str) -> tuple[str, dict] | None:
         """(text, metadata) of a current chunk, None for any other id."""
@@ -202,11 +256,11 @@ class HybridRetriever:
     """Vector + BM25 candidates, fused by reciprocal rank; stale chunks (of a replaced article
     whose registry record moved on) are never returned."""
 
-    def __init__(self, store: Store, embedder, candidates: int = 50):
+    def __init__(self, store: Store, embedder, candidates: int = 50, cache_file: Path | None = None):
         self.store = store
         self.embedder = embedder
         self.candidates = candidates
-        self.bm25 = BM25Cache(store)
+        self.bm25 = BM25Cache(store, cache_file)
 
     MODES = ("hybrid", "vector", "keyword")
 

@@ -198,24 +198,25 @@ class Store:
                 return ids, docs, metas
             offset += page
 
-    def all_chunk_metadata(self, page: int = 10000) -> tuple[list[str], list[dict]]:
-        """Every chunk's id and metadata, without the texts."""
+    def all_chunk_ids(self, page: int = 10000) -> list[str]:
+        """Every chunk id (no texts, no metadata: ~1 s for 100k chunks, metadata would take ~7 s)."""
         ids: list[str] = []
-        metas: list[dict] = []
         while True:
-            got = self.chunks.get(include=["metadatas"], limit=page, offset=len(ids))
+            got = self.chunks.get(include=[], limit=page, offset=len(ids))
             ids += got["ids"]
-            metas += got["metadatas"]
             if len(got["ids"]) < page:
-                return ids, metas
+                return ids
 
-    def documents(self, ids: list[str]) -> list[str]:
-        """Chunk texts for these ids, in the same order."""
-        texts: dict[str, str] = {}
-        for i in range(0, len(ids), self.max_batch):
-            got = self.chunks.get(ids=ids[i : i + self.max_batch], include=["documents"])
-            texts.update(zip(got["ids"], got["documents"]))
-        return [texts.get(i, "") for i in ids]
+    def chunk_records(self, ids: list[str]) -> tuple[list[str], list[dict]]:
+        """Texts and metadata for these chunk ids, in the same order."""
+        found: dict[str, tuple[str, dict]] = {}
+        step = min(self.max_batch, 500)  # Chroma binds one SQL variable per id
+        for i in range(0, len(ids), step):
+            got = self.chunks.get(ids=ids[i : i + step], include=["documents", "metadatas"])
+            found.update(zip(got["ids"], zip(got["documents"], got["metadatas"])))
+        missing = ("", {})  # deleted between the listing and this read: never current
+        records = [found.get(i, missing) for i in ids]
+        return [t for t, _ in records], [m for _, m in records]
 
     def nearest_ids(self, embedding: list[float], n: int, where: dict | None = None) -> list[str]:
         """Ids of the nearest chunks, best first (no texts: callers that cache them skip the fetch)."""
