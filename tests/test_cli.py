@@ -59,3 +59,17 @@ def test_errors_are_one_line(tmp_path):
     assert down.returncode == 2 and down.stderr.startswith("error: cannot open Chroma at http://127.0.0.1:9")
     missing = qa("ingest", "nowhere.txt", cwd=tmp_path)
     assert missing.returncode == 1 and "rejected: nowhere.txt: no such file or folder" in missing.stderr
+
+
+def test_help_and_listing_do_not_load_torch_or_llama_cpp(tmp_path):
+    """`qa --help` and `qa articles` stay fast: the heavy libraries load only when needed."""
+    probe = (
+        "import sys\n"
+        "from qa.cli import main\n"
+        "sys.argv = ['qa'] + sys.argv[1:]\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+        "print('HEAVY', sorted(m for m in ('torch', 'llama_cpp', 'sentence_transformers', 'gradio') if m in sys.modules))\n"
+    )
+    for args in (["--help"], ["articles"]):
+        out = subprocess.run([sys.executable, "-c", probe, *args], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+        assert out.stdout.strip().splitlines()[-1] == "HEAVY []", (args, out.stdout[-500:], out.stderr[-500:])
