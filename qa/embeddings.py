@@ -111,7 +111,7 @@ class MiniLMEmbedder:
         return vectors.astype("float32")
 
     def embed(self, texts: list[str]) -> list[list[float]]:
-        model = self.model  # noqa: F841 - loads the model and decides the precision
+        self.model  # loads the model and decides the precision
         return self._encode(texts, bf16=self.precision == "bf16").tolist()
 
     def embed_query(self, text: str) -> list[float]:
