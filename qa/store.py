@@ -87,7 +87,7 @@ def store_errors(location: str):
         module = type(exc).__module__
         if isinstance(exc, OSError) or module.startswith(("chromadb", "httpx", "httpcore", "sqlite3")):
             first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            if location.startswith("http") and module.startswith(("httpx", "httpcore")) or isinstance(exc, ConnectionError):
+            if isinstance(exc, ConnectionError) or (location.startswith("http") and module.startswith(("httpx", "httpcore"))):
                 raise StoreError(f"Chroma server at {location} is unreachable ({first})") from None
             raise StoreError(f"Chroma at {location}: {first}") from None
         raise
