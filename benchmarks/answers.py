@@ -14,6 +14,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from .report import save
 from .squad import DEFAULT_SQUAD, load_squad, sample, write_jsonl
 
 
@@ -69,6 +70,4 @@ def main(argv=None) -> None:
         "wall_s": wall,
     }
     print(json.dumps(summary, indent=2))
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps({"summary": summary, "rows": rows}, indent=2))
-    print(f"written: {args.out}")
+    save({"summary": summary, "rows": rows}, args.out)

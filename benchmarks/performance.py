@@ -17,13 +17,13 @@ same questions."""
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import statistics
 import tempfile
 import time
 from pathlib import Path
 
+from .report import save
 from .retrieval import cleaned_texts, covers
 from .squad import DEFAULT_SQUAD, load_squad, map_spans, sample, write_jsonl
 from .stock import build_stock_index, stock_embedder, stock_hits
@@ -197,29 +197,21 @@ def parse(argv, name: str, k: int):
     return parser.parse_args(argv)
 
 
-def save(result: dict, out: str) -> None:
-    Path(out).parent.mkdir(parents=True, exist_ok=True)
-    Path(out).write_text(json.dumps(result, indent=2))
-    print(f"\nwritten: {out}")
+def run_in_temp_dir(argv, name: str, k: int, run, show) -> None:
+    """Parse, run in a temp dir removed afterwards, print the table, save the JSON."""
+    args = parse(argv, name, k=k)
+    args.tmp = Path(tempfile.mkdtemp(prefix="qa-bench-"))
+    try:
+        result = run(args)
+    finally:
+        shutil.rmtree(args.tmp, ignore_errors=True)
+    show(result)
+    save(result, args.out)
 
 
 def main_ingest(argv=None) -> None:
-    args = parse(argv, "ingest", k=10)
-    args.tmp = Path(tempfile.mkdtemp(prefix="qa-bench-"))
-    try:
-        result = run_ingest(args)
-    finally:
-        shutil.rmtree(args.tmp, ignore_errors=True)
-    print_ingest(result)
-    save(result, args.out)
+    run_in_temp_dir(argv, "ingest", 10, run_ingest, print_ingest)
 
 
 def main_query(argv=None) -> None:
-    args = parse(argv, "query", k=5)
-    args.tmp = Path(tempfile.mkdtemp(prefix="qa-bench-"))
-    try:
-        result = run_query(args)
-    finally:
-        shutil.rmtree(args.tmp, ignore_errors=True)
-    print_query(result)
-    save(result, args.out)
+    run_in_temp_dir(argv, "query", 5, run_query, print_query)

@@ -8,12 +8,12 @@ printed as a table and written as JSON under benchmarks/results/."""
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import tempfile
 import time
 from pathlib import Path
 
+from .report import save
 from .squad import DEFAULT_SQUAD, load_squad, map_spans, sample, write_jsonl
 
 
@@ -105,6 +105,4 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     result = run(args)
     print_table(result)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=2))
-    print(f"\nwritten: {args.out}")
+    save(result, args.out)

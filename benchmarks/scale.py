@@ -27,6 +27,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from .report import save
 from .squad import DEFAULT_SQUAD, load_squad, map_spans, sample, write_jsonl
 
 COLLECTION = "scale"
@@ -178,9 +179,7 @@ def main(argv=None) -> None:
         if not args.keep:
             shutil.rmtree(folder, ignore_errors=True)
     print_table(result)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=2))
-    print(f"\nwritten: {args.out}")
+    save(result, args.out)
 
 
 def print_table(r: dict) -> None:
