@@ -4,12 +4,14 @@
 
 The library: the SQuAD 2.0 dev half ingested normally (so questions have real answers), plus
 synthetic articles up to --chunks chunks. A synthetic chunk joins 2-4 random SQuAD/seed
-sentences; its vector is the normalised sum of those sentences' MiniLM vectors (each sentence
-is encoded once), so building 100k chunks takes minutes, not the hour real encoding would.
+sentences; like an ingested chunk it stores their MiniLM vectors and its vector is their
+normalised mean (each sentence is encoded once), so building 100k chunks takes minutes, not the
+hour real encoding would.
 
 The measurements run in a fresh process, as a server would: first-search time (BM25 index built
 from the store), hybrid retrieve p50/p95 at k=5 over the SQuAD questions, recall@5 among the
-distractors, peak RSS; then the wall time of a cold `qa ask` (imports, model loads, index build,
+distractors (a hit counts when it covers the gold span or holds the gold sentence verbatim, as a
+synthetic chunk may), and of passages within 1,250 characters; peak RSS; then the wall time of a cold `qa ask` (imports, model loads, index build,
 answer) and `qa --help`."""
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ def build(folder: Path, target_chunks: int, squad: Path, seed: int) -> dict:
     from qa.chunking import sentence_spans
     from qa.config import Settings
     from qa.library import Library
-    from qa.store import ArticleRecord
+    from qa.store import ArticleRecord, pack_sentences
 
     records, _ = load_squad(squad)
     lib = Library(folder, COLLECTION, settings=Settings())
@@ -64,9 +66,13 @@ def build(folder: Path, target_chunks: int, squad: Path, seed: int) -> dict:
             picks = rng.sample(range(len(sentences)), rng.randint(2, 4))
             text = " ".join(sentences[p] for p in picks)
             v = vectors[picks].sum(axis=0)
-            batch_vectors.append(v / np.linalg.norm(v))
+            batch_vectors.append(v / np.linalg.norm(v))  # as ingest does: the mean of its sentences
+            spans, at = [], offset
+            for p in picks:
+                spans.append((at, at + len(sentences[p])))
+                at += len(sentences[p]) + 1
             meta = {"article_id": article_id, "content_hash": "s", "title": title, "source": "synthetic",
-                    "start": offset, "end": offset + len(text), "index": i}
+                    "start": offset, "end": offset + len(text), "index": i} | pack_sentences(offset, spans, vectors[picks])
             chunks.append((f"{article_id}:s:{i}", text, meta))
             offset += len(text) + 1
         batch.append((ArticleRecord(article_id, "s", f"t{a}", title, "synthetic", None, per_article, offset), chunks))
@@ -78,6 +84,21 @@ def build(folder: Path, target_chunks: int, squad: Path, seed: int) -> dict:
     lib.store.bump_stamp()
     return {"real_chunks": real_chunks, "synthetic_chunks": written, "sentences": len(sentences),
             "build_s": time.perf_counter() - t0}
+
+
+def gold_sentences(text: str, spans) -> list[str]:
+    """The sentences holding a gold span: synthetic chunks are made of corpus sentences, so some
+    contain one verbatim and answer the question as well as the original does."""
+    from qa.chunking import sentence_spans
+
+    return [text[a:b] for a, b in sentence_spans(text) if any(a <= s and e <= b for s, e in spans)]
+
+
+def answers(hit, q: dict) -> bool:
+    """The hit covers a gold span of the question's article, or holds a gold sentence verbatim."""
+    if hit.article_id == q["article_id"] and any(hit.start <= s and e <= hit.end for s, e in q["spans"]):
+        return True
+    return any(sentence in hit.text for sentence in q["sentences"])
 
 
 def probe(folder: str, questions_file: str, repeats: int) -> None:
@@ -99,16 +120,18 @@ def probe(folder: str, questions_file: str, repeats: int) -> None:
         print(json.dumps({"embedder_load_s": embedder_load, "first_search_s": first_search}))
         return
     results: dict = {}
-    for mode in ("hybrid", "vector", "keyword"):
+    retrievers = {mode: (lambda q, mode=mode: lib.search(q, k=5, mode=mode)) for mode in ("hybrid", "vector", "keyword")}
+    retrievers["passages"] = lambda q: lib.passages(q, chars=1250)  # about the size of 5 chunks
+    for mode, retrieve in retrievers.items():
         runs, found = [], 0
         for r in range(repeats):
             run = []
             for q in questions:
                 t = time.perf_counter()
-                hits = lib.search(q["question"], k=5, mode=mode)
+                hits = retrieve(q["question"])
                 run.append((time.perf_counter() - t) * 1000)
                 if r == 0:
-                    found += any(h.article_id == q["article_id"] and any(h.start <= s and e <= h.end for s, e in q["spans"]) for h in hits)
+                    found += any(answers(h, q) for h in hits)
             runs.append(sorted(run))
         results[mode] = {
             "p50_ms": statistics.median(r[len(r) // 2] for r in runs),
@@ -162,9 +185,11 @@ def main(argv=None) -> None:
         chosen = sample(questions, args.questions, args.seed)
         from .retrieval import cleaned_texts
 
-        map_spans(cleaned_texts(write_jsonl(records, Path(tempfile.mkdtemp()))), chosen)
+        texts = cleaned_texts(write_jsonl(records, Path(tempfile.mkdtemp())))
+        map_spans(texts, chosen)
         qfile = folder / "questions.json"
-        qfile.write_text(json.dumps([{"question": q.question, "article_id": q.article_id, "spans": q.spans} for q in chosen]))
+        qfile.write_text(json.dumps([{"question": q.question, "article_id": q.article_id, "spans": q.spans,
+                                      "sentences": gold_sentences(texts[q.article_id], q.spans)} for q in chosen]))
         shutil.rmtree(folder / "bm25-cache", ignore_errors=True)  # the first start builds it
         measured = run_probe(folder, qfile, args.repeats)
         restarts = [run_probe(folder, qfile, 0)["first_search_s"] for _ in range(3)]

@@ -4,22 +4,24 @@
     lib = qa.Library()                      # ./.qa-data, collection "articles"
     lib.ingest(["seeds/"])
     hits = lib.search("Who said GSOMIA scrapping was a misjudgment?", k=3)
+    context = lib.passages("Who said GSOMIA scrapping was a misjudgment?", chars=1000)
 """
 
 from typing import TYPE_CHECKING
 
-__all__ = ["Library", "IngestReport", "Hit", "Filters", "Settings", "QAError", "InputError"]
+__all__ = ["Library", "IngestReport", "Hit", "Sentence", "Filters", "Settings", "QAError", "InputError"]
 
 if TYPE_CHECKING:
     from .config import Settings
     from .errors import InputError, QAError
     from .library import IngestReport, Library
-    from .retrieval import Filters, Hit
+    from .retrieval import Filters, Hit, Sentence
 
 _HOMES = {
     "Library": "library",
     "IngestReport": "library",
     "Hit": "retrieval",
+    "Sentence": "retrieval",
     "Filters": "retrieval",
     "Settings": "config",
     "QAError": "errors",

@@ -19,6 +19,9 @@ class Chunk:
     start: int
     end: int
     index: int
+    # (start, end) article offsets of the sentences it packs (a long sentence's pieces count as
+    # sentences): each gets its own vector, so search can rank and return single sentences.
+    sentences: tuple[tuple[int, int], ...] = ()
 
 
 @lru_cache(maxsize=1)
@@ -94,6 +97,6 @@ def chunk_text(text: str, size: int = 320, overlap: int = 0) -> list[Chunk]:
         while j + 1 < len(units) and units[j + 1][1] - start <= size:
             j += 1
         end = units[j][1]
-        chunks.append(Chunk(text[start:end], start, end, len(chunks)))
+        chunks.append(Chunk(text[start:end], start, end, len(chunks), tuple(units[first : j + 1])))
         i = j + 1
     return chunks

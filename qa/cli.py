@@ -80,7 +80,8 @@ def ingest(paths: list[Path] = typer.Argument(..., help="Files or folders (.txt 
 @app.command()
 def search(
     question: str,
-    k: int = typer.Option(5, "-k", help="Number of passages."),
+    k: int = typer.Option(5, "-k", help="Number of chunks."),
+    chars: Optional[int] = typer.Option(None, "--chars", help="Instead of k chunks: the best sentences that fit in this many characters."),
     source: Optional[str] = typer.Option(None, help="Only this source file."),
     date_from: Optional[str] = typer.Option(None, help="Published on or after YYYY-MM-DD."),
     date_to: Optional[str] = typer.Option(None, help="Published on or before YYYY-MM-DD."),
@@ -88,7 +89,13 @@ def search(
 ):
     """Show the passages that best match a question."""
     filters = {k_: v for k_, v in dict(source=source, date_from=date_from, date_to=date_to).items() if v}
-    hits = _run(lambda: _library().search(question, k=k, filters=filters or None))
+    if chars is not None and chars < 1:
+        typer.secho("error: --chars must be at least 1", fg="red", err=True)
+        raise typer.Exit(2)
+    if chars:
+        hits = _run(lambda: _library().passages(question, chars=chars, filters=filters or None))
+    else:
+        hits = _run(lambda: _library().search(question, k=k, filters=filters or None))
     if as_json:
         fields = ("article_id", "title", "published", "start", "end", "score", "text")
         typer.echo(json.dumps([{f: getattr(h, f) for f in fields} for h in hits], indent=2))

@@ -30,6 +30,7 @@ class Settings(BaseSettings):
 
     # Retrieval.
     top_k: int = 5
+    context_chars: int = 2500  # budget of Library.passages()
     max_question_chars: int = 2000
 
     # Answering (qa/llms.py, qa/engine.py).
@@ -41,7 +42,7 @@ class Settings(BaseSettings):
     llm_timeout: float = 60.0
     llm_retries: int = 1
     llm_threads: int | None = None
-    answer_k: int = 6  # passages retrieved for an answer
+    answer_k: int = 30  # best chunks whose sentences compete to be an answer's evidence
     evidence_sentences: int = 5  # numbered source sentences shown to a chat model
     local_candidates: int = 2  # sentences the local model answers from, one at a time
     # Refuse ("The articles don't say.") below any of these; chosen on SQuAD 2.0 (benchmarks/answers.py).

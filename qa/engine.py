@@ -7,7 +7,6 @@ few-shot prompt; chat models get numbered source sentences and cite them as [n].
 from __future__ import annotations
 
 import difflib
-import math
 import re
 import time
 from dataclasses import dataclass, field
@@ -15,9 +14,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Iterator
 
-from .chunking import sentence_spans
 from .config import Settings
-from .retrieval import Hit, tokenize
+from .retrieval import Sentence, tokenize
 
 NOT_FOUND = "The articles don't say."
 PROMPTS = Path(__file__).resolve().parent.parent / "prompts"
@@ -65,15 +63,6 @@ class Answer:
         }
 
 
-@dataclass
-class Evidence:
-    text: str
-    start: int
-    end: int
-    hit: Hit
-    score: float
-
-
 @lru_cache(maxsize=None)
 def prompt_template(name: str) -> str:
     return (PROMPTS / name).read_text(encoding="utf-8")
@@ -102,34 +91,10 @@ def normalise_history(history) -> list[tuple[str, str]]:
     return pairs
 
 
-def select_evidence(question: str, hits: list[Hit], n: int, embedder=None, weight: float = 2.0) -> list[Evidence]:
-    """The n sentences of the retrieved passages that share the most (rare) words with the
-    question, with a small bonus for the passage's retrieval rank and, given an embedder, for
-    semantic similarity to the question. Offsets stay article offsets."""
-    candidates: list[tuple[str, int, int, Hit, int]] = []
-    for rank, hit in enumerate(hits):
-        for start, end in sentence_spans(hit.text):
-            candidates.append((hit.text[start:end], hit.start + start, hit.start + end, hit, rank))
-    if not candidates:
-        return []
-    tokens = [set(tokenize(c[0])) for c in candidates]
-    doc_freq: dict[str, int] = {}
-    for toks in tokens:
-        for t in toks:
-            doc_freq[t] = doc_freq.get(t, 0) + 1
-    q_tokens = set(tokenize(question))
-    total = len(candidates)
-    similarity = [0.0] * total
-    if embedder is not None:
-        vectors = embedder.embed([question] + [c[0] for c in candidates])
-        similarity = [sum(a * b for a, b in zip(vectors[0], v)) for v in vectors[1:]]
-    scored = []
-    for (text, start, end, hit, rank), toks, sim in zip(candidates, tokens, similarity):
-        overlap = sum(math.log(1 + total / doc_freq[t]) for t in q_tokens & toks)
-        scored.append(Evidence(text, start, end, hit, overlap + weight * sim + 1.0 / (rank + 2)))
-    best = sorted(scored, key=lambda e: e.score, reverse=True)[:n]
-    # Reading order (article, position) reads more naturally than score order.
-    return sorted(best, key=lambda e: (hits.index(e.hit), e.start))
+def pick_evidence(ranked: list[Sentence], n: int) -> list[Sentence]:
+    """The n best sentences, in reading order within the order of their chunks (a chat model
+    reads them more naturally than in score order)."""
+    return sorted(ranked[:n], key=lambda e: (-e.hit.score, e.hit.chunk_id, e.start))
 
 
 def coverage(question: str, text: str) -> float:
@@ -203,7 +168,7 @@ class Engine:
         return question
 
     # --- 4. prompt ---------------------------------------------------------------------------
-    def build_prompt(self, question: str, evidence: list[Evidence]):
+    def build_prompt(self, question: str, evidence: list[Sentence]):
         if self.llm.style == "chat":
             sources = "\n".join(
                 f"[{i}] ({e.hit.title}, {e.hit.published or 'undated'}) <<<{quoted(e.text)}>>>" for i, e in enumerate(evidence, 1)
@@ -229,16 +194,15 @@ class Engine:
         timings["condense"] = time.perf_counter() - t0
 
         t = time.perf_counter()
-        hits = self.library.search(standalone, k=self.settings.answer_k)
+        ranked = self.library.sentences(standalone, pool=self.settings.answer_k)
         chat = self.llm.style == "chat"
-        wanted = self.settings.evidence_sentences if chat else self.settings.local_candidates
-        evidence = select_evidence(standalone, hits, wanted, embedder=self.library.embedder)
+        chosen = pick_evidence(ranked, self.settings.evidence_sentences if chat else self.settings.local_candidates)
         timings["retrieve"] = time.perf_counter() - t
         answer = None
-        if evidence:
+        if chosen:
             t = time.perf_counter()
             generate = self._generate_chat if chat else self._generate_local
-            for item in generate(standalone, evidence, timings, t):
+            for item in generate(standalone, chosen, timings, t):
                 if isinstance(item, Answer):
                     answer = item
                 else:
@@ -250,7 +214,7 @@ class Engine:
         answer.timings = timings | {"total": time.perf_counter() - t0}
         yield answer
 
-    def _generate_chat(self, question: str, evidence: list[Evidence], timings: dict, t: float):
+    def _generate_chat(self, question: str, evidence: list[Sentence], timings: dict, t: float):
         """One prompt with all evidence sentences numbered; the model cites them as [n]."""
         parts: list[str] = []
         for token in self.llm.stream(self.build_prompt(question, evidence), max_tokens=256):
@@ -261,7 +225,7 @@ class Engine:
         answer.tokens = len(parts)
         yield answer
 
-    def _generate_local(self, question: str, evidence: list[Evidence], timings: dict, t: float):
+    def _generate_local(self, question: str, evidence: list[Sentence], timings: dict, t: float):
         """The small base model reads one sentence at a time (a longer context confuses it): it
         answers from each of the best few evidence sentences, and the extractive answer it is most
         confident of wins (see _preference). Tokens of the first attempt stream; the final Answer
@@ -301,7 +265,7 @@ class Engine:
         return answer
 
     # --- 6. ground ---------------------------------------------------------------------------
-    def ground(self, question: str, raw: str, evidence: list[Evidence], signals: dict | None = None) -> Answer:
+    def ground(self, question: str, raw: str, evidence: list[Sentence], signals: dict | None = None) -> Answer:
         signals = dict(signals or {})
         refuse = Answer(NOT_FOUND, [], 0.0, question=question, refused=True, signals=signals)
         if raw.strip().strip(".").lower() in {r.strip(".") for r in _REFUSALS} or raw.startswith("The articles don't say"):

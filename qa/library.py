@@ -13,8 +13,8 @@ from .chunking import chunk_text
 from .config import Settings, get_settings
 from .embeddings import Embedder, get_embedder
 from .errors import InputError
-from .retrieval import Filters, Hit, HybridRetriever, date_ord, is_current
-from .store import ArticleRecord, Store, store_errors
+from .retrieval import Filters, Hit, HybridRetriever, Sentence, date_ord, is_current
+from .store import ArticleRecord, Store, pack_sentences, store_errors
 
 
 @dataclass
@@ -173,12 +173,11 @@ class Library:
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="qa-writer") as writer:
             in_flight = None
             for group in groups:
-                texts = [c.text for _, chunks in group for c in chunks]
-                vectors = self.embedder.embed(texts)  # one call: length-sorted across the group
+                rows, vectors = self._embed_group(group)
                 if in_flight:
                     in_flight.result()  # one group in flight: keeps commit order, bounds memory
-                in_flight = writer.submit(self.store.write_articles, [self._rows(a, c) for a, c in group], vectors)
-                done += len(texts)
+                in_flight = writer.submit(self.store.write_articles, rows, vectors)
+                done += len(vectors)
                 if progress:
                     progress("embed", done, total)
             if in_flight:
@@ -186,8 +185,36 @@ class Library:
         self.store.bump_stamp()
         return total
 
+    def _embed_group(self, group: list[tuple[Article, list]]):
+        """Sentences are what gets encoded (one call, length-sorted across the group); a chunk's
+        vector is the normalised mean of its sentences' vectors. That costs the same encoder time
+        as encoding chunks, and the sentence vectors let search rank single sentences."""
+        import numpy as np
+
+        position: dict[tuple[int, int, int], int] = {}  # (article, start, end) -> row in texts
+        texts: list[str] = []
+        for n, (article, chunks) in enumerate(group):
+            for chunk in chunks:
+                for start, end in chunk.sentences or ((chunk.start, chunk.end),):
+                    if (n, start, end) not in position:  # overlapping chunks share sentences
+                        position[(n, start, end)] = len(texts)
+                        texts.append(article.text[start:end])
+        encoded = np.asarray(self.embedder.embed(texts), dtype=np.float32)
+        encoded /= np.maximum(np.linalg.norm(encoded, axis=1, keepdims=True), 1e-12)
+        rows, vectors = [], []
+        for n, (article, chunks) in enumerate(group):
+            sentence_vectors = []
+            for chunk in chunks:
+                spans = chunk.sentences or ((chunk.start, chunk.end),)
+                own = encoded[[position[(n, s, e)] for s, e in spans]]
+                mean = own.mean(axis=0)
+                vectors.append(mean / max(float(np.linalg.norm(mean)), 1e-12))
+                sentence_vectors.append(pack_sentences(chunk.start, spans, own))
+            rows.append(self._rows(article, chunks, sentence_vectors))
+        return rows, np.stack(vectors)
+
     @staticmethod
-    def _rows(article: Article, chunks: list) -> tuple[ArticleRecord, list[tuple[str, str, dict]]]:
+    def _rows(article: Article, chunks: list, sentences: list[dict]) -> tuple[ArticleRecord, list[tuple[str, str, dict]]]:
         """The registry record and (id, text, metadata) per chunk. Ids derive from the content
         hash, so re-writing the same version (after a crash) overwrites instead of duplicating."""
         h = article.content_hash
@@ -199,7 +226,10 @@ class Library:
             source=article.source, published=article.published, chunks=len(chunks),
             chars=len(article.text), url=article.url, author=article.author, dateline=article.dateline,
         )
-        return record, [(f"{article.id}:{h}:{c.index}", c.text, base | {"start": c.start, "end": c.end, "index": c.index}) for c in chunks]
+        return record, [
+            (f"{article.id}:{h}:{c.index}", c.text, base | {"start": c.start, "end": c.end, "index": c.index} | packed)
+            for c, packed in zip(chunks, sentences)
+        ]
 
     # --- read --------------------------------------------------------------------------------
     @_guarded
@@ -207,6 +237,20 @@ class Library:
         """The k best chunks for a question (hybrid vector + BM25), with offsets into the article."""
         question = check_question(question, self.settings.max_question_chars)
         return self.retriever.search(question, k=k, filters=filters, mode=mode)
+
+    @_guarded
+    def passages(self, question: str, chars: int | None = None, filters: Filters | dict | None = None, mode: str = "hybrid") -> list[Hit]:
+        """The question's best sentences within `chars` characters (default QA_CONTEXT_CHARS),
+        neighbours in one chunk joined into one passage: more answers per character than whole
+        chunks. Each Hit's start/end are offsets into the article, as for search()."""
+        question = check_question(question, self.settings.max_question_chars)
+        return self.retriever.passages(question, chars or self.settings.context_chars, filters=filters, mode=mode)
+
+    @_guarded
+    def sentences(self, question: str, filters: Filters | dict | None = None, pool: int | None = None) -> list[Sentence]:
+        """Every sentence of the `pool` best chunks, best first: what answers are drawn from."""
+        question = check_question(question, self.settings.max_question_chars)
+        return self.retriever.sentences(question, filters=filters, pool=pool)
 
     # --- answer ------------------------------------------------------------------------------
     @property

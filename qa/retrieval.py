@@ -1,4 +1,5 @@
-"""Hybrid retrieval: Chroma vector search and BM25 (bm25s), fused by reciprocal rank.
+"""Hybrid retrieval: Chroma vector search, BM25 (bm25s) and sentence vectors, fused by reciprocal
+rank; then sentence-level ranking for passages that fit a character budget.
 
 Chroma is the single source of truth. The BM25 index is a per-process cache built from the chunk
 collection and keyed by the collection's write stamp, so it is rebuilt after any
@@ -8,16 +9,18 @@ ingest or delete, by this process or another one sharing a Chroma server.
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 
-from .store import Store
+from .chunking import sentence_spans
+from .store import Store, unpack_sentence_vectors, unpack_sentences
 
 # Reciprocal-rank-fusion constant. The usual 60 flattens the top ranks; 10 lets a first place
 # in either list count more, and measured better on SQuAD (benchmarks/retrieval.py): recall@10
@@ -106,10 +109,32 @@ def _tokenizer():
     return bm25s, stemmer
 
 
+_WORD_RE = re.compile(r"(?u)\b\w\w+\b")  # bm25s's token pattern
+_stems: dict[str, str] = {}
+
+
+@lru_cache(maxsize=1)
+def _stop_words() -> frozenset:
+    from bm25s.stopwords import STOPWORDS_EN
+
+    return frozenset(STOPWORDS_EN)
+
+
 def tokenize(text: str) -> list[str]:
     """Lower-cased, stemmed words without English stop words: BM25 query terms, and the words the
-    answer chain measures overlap and support on."""
-    return bm25s_tokenize([text])[0]
+    answer chain measures overlap and support on. The same tokens as bm25s.tokenize() (the index
+    side), without its per-call set-up, which costs more than the work for one short text."""
+    _, stemmer = _tokenizer()
+    stop = _stop_words()
+    words = [w for w in _WORD_RE.findall(text.lower()) if w not in stop]
+    if stemmer is None:
+        return words
+    new = [w for w in set(words) if w not in _stems]
+    if new:
+        if len(_stems) > 500_000:
+            _stems.clear()
+        _stems.update(zip(new, stemmer.stemWords(new)))
+    return [_stems[w] for w in words]
 
 
 def bm25s_tokenize(texts: list[str]) -> list[list[str]]:
@@ -131,7 +156,7 @@ class BM25Cache:
     change: they are kept per id, in memory and, for large collections, in a JSON file under the
     data dir that lets a restarted server skip re-reading and re-tokenizing every chunk."""
 
-    FORMAT = "bm25-cache-v1"  # bump when tokenization changes
+    FORMAT = "bm25-cache-v2"  # bump when tokenization or the chunk metadata changes
     SAVE_AFTER_NEW = 2000  # chunks fetched in one refresh that make a disk save worth it
 
     def __init__(self, store: Store, cache_file: Path | None = None):
@@ -146,6 +171,7 @@ class BM25Cache:
         self.index = None
         self._seen: dict[str, tuple[str, dict, list[str]]] = {}  # id -> (text, metadata, tokens)
         self._positions: dict[str, int] = {}
+        self._doc_freq = None  # chunks per BM25 token id
         self._loaded = False
 
     def refresh(self) -> None:
@@ -183,6 +209,7 @@ class BM25Cache:
                 index = bm25s.BM25()
                 index.index(corpus, show_progress=False)
                 self.index = index
+            self._doc_freq = np.diff(self.index.scores["indptr"]) if self.index is not None else None
             self.key = key
             if len(new) >= self.SAVE_AFTER_NEW:
                 self._save()
@@ -230,6 +257,13 @@ class BM25Cache:
         except OSError:
             pass  # read-only data dir: serve without the cache
 
+    def idf(self, token: str) -> float:
+        """log(1 + chunks / chunks with the token): how much sharing this word says."""
+        token_id = self.index.vocab_dict.get(token) if self.index is not None else None
+        if token_id is None or self._doc_freq is None or token_id >= len(self._doc_freq):
+            return 0.0
+        return math.log(1 + len(self.ids) / max(int(self._doc_freq[token_id]), 1))
+
     def record(self, chunk_id: str) -> tuple[str, dict] | None:
         """(text, metadata) of a current chunk, None for any other id."""
         position = self._positions.get(chunk_id)
@@ -252,53 +286,156 @@ class BM25Cache:
         return [int(i) for i in top if scores[i] > 0]
 
 
+@dataclass
+class Sentence:
+    """One sentence of a retrieved chunk, scored for a question; offsets are article offsets."""
+
+    text: str
+    start: int
+    end: int
+    hit: Hit  # the chunk it belongs to
+    score: float
+
+
 class HybridRetriever:
-    """Vector + BM25 candidates, fused by reciprocal rank; stale chunks (of a replaced article
-    whose registry record moved on) are never returned."""
+    """Three ranked lists fused by reciprocal rank: chunk vectors (Chroma), BM25, and the best
+    sentence of each candidate chunk by sentence vector. Stale chunks (of a replaced article
+    whose registry record moved on) are never returned.
+
+    `sentences()` then scores every sentence of the best chunks (their chunk's fused score, the
+    sentence's own similarity and its rare-word overlap with the question), and `passages()` packs
+    the best sentences into a character budget: on SQuAD that covers the answer more often than
+    whole chunks in the same space (benchmarks/retrieval.py)."""
+
+    MODES = ("hybrid", "vector", "keyword")
+    # Weights chosen on SQuAD 2.0 (three samples of 1,000 questions, benchmarks/retrieval.py).
+    CHUNK_VECTOR_WEIGHT = 0.5  # a chunk's mean vector blurs its sentences; their best one counts fully
+    FUSED_WEIGHT, SIMILARITY_WEIGHT, OVERLAP_WEIGHT = 20.0, 2.0, 0.15  # sentence score
+    SENTENCE_POOL = 30  # best chunks whose sentences compete
 
     def __init__(self, store: Store, embedder, candidates: int = 50, cache_file: Path | None = None):
         self.store = store
         self.embedder = embedder
         self.candidates = candidates
         self.bm25 = BM25Cache(store, cache_file)
-
-    MODES = ("hybrid", "vector", "keyword")
+        self._encoded: dict[str, tuple] = {}  # sentence vectors of chunks stored without them
 
     def search(self, question: str, k: int = 5, filters: Filters | dict | None = None, mode: str = "hybrid") -> list[Hit]:
-        """`mode`: hybrid (default), vector (embeddings only) or keyword (BM25 only)."""
+        """The k best chunks. `mode`: hybrid (default), vector (embeddings only) or keyword (BM25 only)."""
+        fused, records, ranks, _ = self._fuse(question, max(self.candidates, 2 * k), filters, mode)
+        best = sorted(fused, key=fused.get, reverse=True)[:k]
+        return [self._hit(chunk_id, *records[chunk_id], fused[chunk_id], ranks[chunk_id]) for chunk_id in best]
+
+    def sentences(self, question: str, filters: Filters | dict | None = None, mode: str = "hybrid", pool: int | None = None) -> list[Sentence]:
+        """Every sentence of the `pool` best chunks, best first."""
+        fused, records, ranks, query = self._fuse(question, self.candidates, filters, mode)
+        best = sorted(fused, key=fused.get, reverse=True)[: pool or self.SENTENCE_POOL]
+        found: list[tuple[Hit, int, int]] = []
+        vectors = []
+        for chunk_id in best:
+            hit = self._hit(chunk_id, *records[chunk_id], fused[chunk_id], ranks[chunk_id])
+            spans, chunk_vectors = self._sentence_vectors(chunk_id, *records[chunk_id])
+            found += [(hit, s, e) for s, e in spans]
+            vectors.append(chunk_vectors)
+        if not found:
+            return []
+        similarity = np.vstack(vectors) @ query if query is not None else np.zeros(len(found))
+        question_tokens = set(tokenize(question))
+        scored = []
+        for (hit, s, e), sim in zip(found, similarity):
+            overlap = sum(self.bm25.idf(t) for t in question_tokens.intersection(tokenize(hit.text[s:e])))
+            score = self.FUSED_WEIGHT * hit.score + self.SIMILARITY_WEIGHT * float(sim) + self.OVERLAP_WEIGHT * overlap
+            scored.append(Sentence(hit.text[s:e], hit.start + s, hit.start + e, hit, score))
+        return sorted(scored, key=lambda x: x.score, reverse=True)
+
+    def passages(self, question: str, chars: int = 2500, filters: Filters | dict | None = None, mode: str = "hybrid") -> list[Hit]:
+        """The best sentences that fit in `chars` characters, as passages: sentences of one chunk
+        that are next to each other become one Hit (offsets into the article, score = its best
+        sentence's), best first."""
+        chosen: list[Sentence] = []
+        used = 0
+        for sentence in self.sentences(question, filters, mode):
+            cost = len(sentence.text) + 1  # +1: the space that joins it to a neighbour
+            if used + cost <= chars:
+                chosen.append(sentence)
+                used += cost
+        by_chunk: dict[str, list[Sentence]] = {}
+        for sentence in chosen:
+            by_chunk.setdefault(sentence.hit.chunk_id, []).append(sentence)
+        passages: list[Hit] = []
+        for group in by_chunk.values():
+            group.sort(key=lambda x: x.start)
+            chunk = group[0].hit
+            runs = [[group[0]]]
+            for sentence in group[1:]:
+                between = chunk.text[runs[-1][-1].end - chunk.start : sentence.start - chunk.start]
+                if between.strip():
+                    runs.append([sentence])
+                else:
+                    runs[-1].append(sentence)
+            for run in runs:
+                start, end = run[0].start, run[-1].end
+                passages.append(replace(chunk, text=chunk.text[start - chunk.start : end - chunk.start], start=start, end=end,
+                                        score=max(x.score for x in run)))
+        return sorted(passages, key=lambda h: h.score, reverse=True)
+
+    def _fuse(self, question: str, n: int, filters, mode: str):
+        """Fused scores by chunk id, their (text, metadata), per-list ranks, the query vector."""
         if mode not in self.MODES:
             raise ValueError(f"unknown search mode '{mode}' (choose {', '.join(self.MODES)})")
         filters = Filters.parse(filters)
         self.bm25.refresh()
-        n = max(self.candidates, 2 * k)
         fused: dict[str, float] = {}
         records: dict[str, tuple[str, dict]] = {}
         ranks: dict[str, dict] = {}
 
-        vector = []
+        def add(chunk_id: str, rank: int, weight: float, name: str) -> None:
+            fused[chunk_id] = fused.get(chunk_id, 0.0) + weight / (RRF_K + rank)
+            ranks.setdefault(chunk_id, {})[name] = rank
+
+        query = None
         if mode != "keyword":
-            vector = self.store.nearest_ids(self.embedder.embed_query(question), n, filters.chroma_where())
-        rank = 0
-        for chunk_id in vector:
-            # Text and metadata come from the cache of current chunks (no second fetch); an id it
-            # lacks is an orphan of an interrupted or in-flight replacement.
-            record = self.bm25.record(chunk_id)
-            if record is None:
-                continue
-            rank += 1
-            fused[chunk_id] = fused.get(chunk_id, 0.0) + 1.0 / (RRF_K + rank)
-            records[chunk_id] = record
-            ranks.setdefault(chunk_id, {})["vector"] = rank
+            query = np.asarray(self.embedder.embed_query(question), dtype=np.float32)
+            rank = 0
+            for chunk_id in self.store.nearest_ids(query.tolist(), n, filters.chroma_where()):
+                # Text and metadata come from the cache of current chunks (no second fetch); an id
+                # it lacks is an orphan of an interrupted or in-flight replacement.
+                record = self.bm25.record(chunk_id)
+                if record is None:
+                    continue
+                rank += 1
+                records[chunk_id] = record
+                add(chunk_id, rank, self.CHUNK_VECTOR_WEIGHT, "vector")
+        if mode != "vector":
+            for rank, index in enumerate(self.bm25.search(question, n, filters), start=1):
+                chunk_id = self.bm25.ids[index]
+                records.setdefault(chunk_id, (self.bm25.texts[index], self.bm25.metas[index]))
+                add(chunk_id, rank, 1.0, "bm25")
+        if query is not None and records:
+            candidates = list(records)
+            vectors = [self._sentence_vectors(c, *records[c], spans=False) for c in candidates]
+            starts = np.cumsum([0] + [len(v) for v in vectors[:-1]])
+            best = np.maximum.reduceat(np.vstack(vectors) @ query, starts)  # each chunk's best sentence
+            for rank, i in enumerate(np.argsort(-best, kind="stable")[:n], start=1):
+                add(candidates[i], rank, 1.0, "sentence")
+        return fused, records, ranks, query
 
-        keyword = self.bm25.search(question, n, filters) if mode != "vector" else []
-        for rank, index in enumerate(keyword, start=1):
-            chunk_id = self.bm25.ids[index]
-            fused[chunk_id] = fused.get(chunk_id, 0.0) + 1.0 / (RRF_K + rank)
-            records.setdefault(chunk_id, (self.bm25.texts[index], self.bm25.metas[index]))
-            ranks.setdefault(chunk_id, {})["bm25"] = rank
-
-        best = sorted(fused, key=fused.get, reverse=True)[:k]
-        return [self._hit(chunk_id, *records[chunk_id], fused[chunk_id], ranks[chunk_id]) for chunk_id in best]
+    def _sentence_vectors(self, chunk_id: str, text: str, meta: dict, spans: bool = True):
+        """(spans relative to the chunk, vectors) from the chunk's metadata, or the vectors only;
+        chunks stored by an older version have none, and get them encoded here once per process."""
+        if not spans and (vectors := unpack_sentence_vectors(meta)) is not None:
+            return vectors
+        unpacked = unpack_sentences(meta)
+        if unpacked is None:
+            unpacked = self._encoded.get(chunk_id)
+            if unpacked is None:
+                found = sentence_spans(text) or [(0, len(text))]
+                vectors = np.asarray(self.embedder.embed([text[s:e] for s, e in found]), dtype=np.float32)
+                vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+                if len(self._encoded) > 100_000:
+                    self._encoded.clear()
+                unpacked = self._encoded[chunk_id] = (found, vectors)
+        return unpacked if spans else unpacked[1]
 
     @staticmethod
     def _hit(chunk_id: str, text: str, meta: dict, score: float, ranks: dict) -> Hit:

@@ -13,6 +13,7 @@ every write, so caches derived from it (the BM25 index) know when to rebuild, ac
 
 from __future__ import annotations
 
+import base64
 import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -25,6 +26,52 @@ STAMP_KEY = "qa:stamp"
 EMBEDDER_KEY = "qa:embedder"
 DIM_KEY = "qa:dim"
 REGISTRY_SUFFIX = "__articles"
+# Per chunk, its sentences: offsets relative to the chunk ("0:118 119:301") and their vectors,
+# int8 with one float32 scale per sentence, base64 (~520 characters for a MiniLM sentence; fp16
+# took twice that, and Chroma indexes every metadata string, so it counts twice on disk).
+# Search ranks single sentences with them; they live in Chroma with their chunk, so every process
+# sharing the store sees them and a replaced chunk takes its vectors along. On SQuAD, int8 ranks
+# exactly as float32 (benchmarks/retrieval.py).
+SENTENCES_KEY = "sentences"
+SENTENCE_VECTORS_KEY = "sentence_vectors"
+
+
+def pack_sentences(chunk_start: int, spans, vectors) -> dict:
+    """Chunk metadata for its sentences: `spans` in article offsets, one vector per span."""
+    import numpy as np
+
+    vectors = np.asarray(vectors, dtype=np.float32)
+    scales = np.maximum(np.abs(vectors).max(axis=1), 1e-12).astype(np.float32) / 127
+    quantised = np.round(vectors / scales[:, None]).astype(np.int8)
+    relative = " ".join(f"{s - chunk_start}:{e - chunk_start}" for s, e in spans)
+    packed = base64.b64encode(scales.tobytes() + quantised.tobytes()).decode("ascii")
+    return {SENTENCES_KEY: relative, SENTENCE_VECTORS_KEY: packed}
+
+
+def unpack_sentences(meta: dict):
+    """(spans relative to the chunk, float32 vectors n x dim), or None when the chunk has none
+    (written by an older version) or they do not fit together."""
+    vectors = unpack_sentence_vectors(meta)
+    if vectors is None:
+        return None
+    spans = [tuple(int(x) for x in part.split(":")) for part in meta[SENTENCES_KEY].split()]
+    return (spans, vectors) if len(spans) == len(vectors) else None
+
+
+def unpack_sentence_vectors(meta: dict):
+    """Just the vectors (search needs them for ~100 candidates per question, the spans for 30)."""
+    import numpy as np
+
+    relative, packed = meta.get(SENTENCES_KEY), meta.get(SENTENCE_VECTORS_KEY)
+    if not relative or not packed:
+        return None
+    try:
+        raw = base64.b64decode(packed)
+        n = relative.count(" ") + 1
+        scales = np.frombuffer(raw, dtype=np.float32, count=n)
+        return np.frombuffer(raw, dtype=np.int8, offset=4 * n).reshape(n, -1) * scales[:, None]
+    except ValueError:
+        return None
 
 
 @dataclass

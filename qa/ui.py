@@ -195,7 +195,7 @@ def build(settings: Settings) -> gr.Blocks:
             backend = gr.Dropdown(["local", "openai", "openai-compatible"], value=settings.llm_backend, label="LLM backend")
             model = gr.Textbox(value=settings.llm_model or "", label="Model (server backends)")
             base_url = gr.Textbox(value=settings.llm_base_url or "", label="Base URL (openai-compatible)")
-            top_k = gr.Slider(1, 20, value=settings.answer_k, step=1, label="Passages retrieved (top-k)")
+            top_k = gr.Slider(1, 50, value=settings.answer_k, step=1, label="Passages searched for evidence")
             gr.Markdown("API keys are read from the server's environment (`QA_LLM_API_KEY`, `OPENAI_API_KEY`) and never shown here.")
 
         chat_inputs = [question, chatbot, collection, backend, model, base_url, top_k]

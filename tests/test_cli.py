@@ -34,6 +34,10 @@ def test_ingest_search_articles_delete(tmp_path):
     found = qa("search", "--json", "-k", "3", "Who said GSOMIA scrapping was a misjudgment?", cwd=tmp_path)
     hits = json.loads(found.stdout)
     assert any("complete misjudgment" in h["text"] for h in hits)
+    within = json.loads(qa("search", "--json", "--chars", "400", "Who said GSOMIA scrapping was a misjudgment?", cwd=tmp_path).stdout)
+    assert "complete misjudgment" in within[0]["text"] and sum(len(h["text"]) for h in within) <= 400
+    zero = qa("search", "--chars", "0", "x", cwd=tmp_path)
+    assert zero.returncode == 2 and zero.stderr.strip() == "error: --chars must be at least 1"
 
     checked = qa("check", cwd=tmp_path)
     assert checked.returncode == 0

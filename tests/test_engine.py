@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from qa.config import Settings
-from qa.engine import NOT_FOUND, Answer, Engine, normalise_history, select_evidence, snap_to_source
+from qa.engine import NOT_FOUND, Answer, Engine, normalise_history, pick_evidence, snap_to_source
 from qa.errors import BackendError
 from qa.llms import get_llm
 
@@ -61,11 +61,13 @@ def test_follow_up_is_searched_with_the_previous_question(seeded_library):
 
 
 def test_evidence_sentences_keep_article_offsets(seeded_library):
-    hits = seeded_library.search(QUESTION, k=6)
-    evidence = select_evidence(QUESTION, hits, 3)
-    text = seeded_library.article_text(hits[0].article_id)
+    ranked = seeded_library.sentences(QUESTION)
+    assert [s.score for s in ranked] == sorted((s.score for s in ranked), reverse=True)
+    assert QUOTE in ranked[0].text  # the quote's sentence ranks first, not just its chunk
+    evidence = pick_evidence(ranked, 3)
+    text = seeded_library.article_text(ranked[0].hit.article_id)
     assert len(evidence) == 3
-    assert all(text[e.start : e.end] == e.text for e in evidence)
+    assert all(text[e.start : e.end] == e.text and e.hit.start <= e.start < e.end <= e.hit.end for e in evidence)
     assert any(QUOTE in e.text for e in evidence)
 
 

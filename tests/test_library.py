@@ -31,6 +31,60 @@ def test_seed_search_finds_the_quote_with_exact_offsets(make_library, seed_copy)
     assert [a.id for a in lib.articles()] == ["2019-11-12-japan-us-gsomia"]
 
 
+def test_passages_fit_the_budget_and_quote_the_article_exactly(make_library, seed_copy):
+    lib = make_library()
+    lib.ingest([seed_copy])
+    text = lib.article_text("2019-11-12-japan-us-gsomia")
+    for budget in (300, 1000, 2500):
+        passages = lib.passages(QUESTION, chars=budget)
+        assert passages and sum(len(p.text) for p in passages) <= budget
+        assert all(text[p.start : p.end] == p.text for p in passages)
+        assert QUOTE in passages[0].text  # the quote's sentence comes first even in 300 chars
+        assert [p.score for p in passages] == sorted((p.score for p in passages), reverse=True)
+    # A passage is whole sentences of one chunk: it starts and ends where sentences do.
+    sentences = lib.sentences(QUESTION)
+    for p in lib.passages(QUESTION, chars=1000):
+        assert p.start in {s.start for s in sentences} and p.end in {s.end for s in sentences}
+
+
+def test_every_chunk_stores_its_sentence_vectors_and_their_mean(make_library, seed_copy):
+    import numpy as np
+
+    from qa.chunking import chunk_text
+    from qa.store import unpack_sentences
+
+    lib = make_library()
+    lib.ingest([seed_copy])
+    got = lib.store.chunks.get(include=["documents", "metadatas", "embeddings"])
+    text = lib.article_text("2019-11-12-japan-us-gsomia")
+    chunks = {c.start: c for c in chunk_text(text, lib.settings.chunk_size, lib.settings.chunk_overlap)}
+    for doc, meta, vector in zip(got["documents"], got["metadatas"], got["embeddings"]):
+        spans, vectors = unpack_sentences(meta)
+        chunk = chunks[meta["start"]]
+        assert [(meta["start"] + s, meta["start"] + e) for s, e in spans] == list(chunk.sentences)
+        assert vectors.shape == (len(spans), lib.embedder.dim)
+        assert np.allclose(np.linalg.norm(vectors, axis=1), 1, atol=1e-2)
+        mean = vectors.mean(axis=0)
+        assert np.allclose(vector, mean / np.linalg.norm(mean), atol=2e-2)  # int8 storage
+        alone = np.asarray(lib.embedder.embed([doc[spans[0][0] : spans[0][1]]])[0])
+        assert float(alone @ vectors[0]) > 0.999
+
+
+def test_chunks_stored_without_sentence_vectors_are_still_ranked_by_sentence(make_library, seed_copy):
+    """Stores written before sentence vectors existed: their sentences are encoded on demand."""
+    from qa.store import SENTENCE_VECTORS_KEY, SENTENCES_KEY
+
+    lib = make_library()
+    lib.ingest([seed_copy])
+    ids = lib.store.chunks.get(include=[])["ids"]
+    lib.store.chunks.update(ids=ids, metadatas=[{SENTENCES_KEY: "", SENTENCE_VECTORS_KEY: ""}] * len(ids))
+    lib.store.bump_stamp()
+    fresh = make_library(lib.collection)
+    passages = fresh.passages(QUESTION, chars=400)
+    assert QUOTE in passages[0].text
+    assert len(fresh.retriever._encoded) >= 1
+
+
 def test_reingest_adds_nothing_and_an_edit_replaces_all_old_chunks(make_library, seed_copy):
     lib = make_library()
     lib.ingest([seed_copy])

@@ -161,10 +161,9 @@ def test_injected_instructions_do_not_change_answers(seeded_library, tmp_path):
     assert "HACKED" not in seeded_library.ask("What is the population of Tokyo?").text
     # Chat models get article text only inside <<< >>> quotes, which it cannot close itself.
     chat = Engine(seeded_library, OpenAILLM("m", "http://127.0.0.1:9/v1", "k", "chat", 1, 0), seeded_library.settings)
-    hits = seeded_library.search("instructions reply HACKED", k=3)
-    from qa.engine import select_evidence
+    from qa.engine import pick_evidence
 
-    evidence = select_evidence("instructions reply HACKED", hits, 5, embedder=seeded_library.embedder)
+    evidence = pick_evidence(seeded_library.sentences("instructions reply HACKED"), 5)
     user = chat.build_prompt("What happened?", evidence)[1]["content"]
     quoted_parts = [line for line in user.splitlines() if "HACKED" in line]
     assert quoted_parts and all(line.startswith("[") and line.count("<<<") == 1 and line.endswith(">>>") for line in quoted_parts)
