@@ -156,7 +156,7 @@ class BM25Cache:
     change: they are kept per id, in memory and, for large collections, in a JSON file under the
     data dir that lets a restarted server skip re-reading and re-tokenizing every chunk."""
 
-    FORMAT = "bm25-cache-v2"  # bump when tokenization or the chunk metadata changes
+    FORMAT = "bm25-cache-v3"  # bump when tokenization or the chunk metadata changes
     SAVE_AFTER_NEW = 2000  # chunks fetched in one refresh that make a disk save worth it
 
     def __init__(self, store: Store, cache_file: Path | None = None):
@@ -247,7 +247,8 @@ class BM25Cache:
         try:
             self.cache_file.parent.mkdir(parents=True, exist_ok=True)
             partial = self.cache_file.with_suffix(f".{os.getpid()}.tmp")
-            partial.write_text(json.dumps(data))
+            with partial.open("w") as out:
+                json.dump(data, out)  # streamed: one string of the whole cache would double the peak
             os.replace(partial, self.cache_file)  # readers see the old file or the new one
             (folder / "built-for.json").unlink(missing_ok=True)  # invalid until fully rewritten
             if self.index is not None:

@@ -26,14 +26,14 @@ STAMP_KEY = "qa:stamp"
 EMBEDDER_KEY = "qa:embedder"
 DIM_KEY = "qa:dim"
 REGISTRY_SUFFIX = "__articles"
-# Per chunk, its sentences: offsets relative to the chunk ("0:118 119:301") and their vectors,
-# int8 with one float32 scale per sentence, base64 (~520 characters for a MiniLM sentence; fp16
-# took twice that, and Chroma indexes every metadata string, so it counts twice on disk).
-# Search ranks single sentences with them; they live in Chroma with their chunk, so every process
-# sharing the store sees them and a replaced chunk takes its vectors along. On SQuAD, int8 ranks
-# exactly as float32 (benchmarks/retrieval.py).
+# Per chunk, its sentences: offsets relative to the chunk ("0:118 119:301") and one vector per
+# sentence, int8 with a float32 scale, base64 (520 characters for MiniLM) under its own key: Chroma
+# indexes every metadata string in SQLite, and a string that fits an index cell (< ~1 KB) costs no
+# overflow page (one key for all of a chunk's vectors took 2.5x the disk). Search ranks single
+# sentences with them; they live in Chroma with their chunk, so every process sharing the store
+# sees them and a replaced chunk takes its vectors along. On SQuAD, int8 ranks as float32 does.
 SENTENCES_KEY = "sentences"
-SENTENCE_VECTORS_KEY = "sentence_vectors"
+SENTENCE_VECTOR_KEY = "sentence_vector_{}"
 
 
 def pack_sentences(chunk_start: int, spans, vectors) -> dict:
@@ -43,9 +43,10 @@ def pack_sentences(chunk_start: int, spans, vectors) -> dict:
     vectors = np.asarray(vectors, dtype=np.float32)
     scales = np.maximum(np.abs(vectors).max(axis=1), 1e-12).astype(np.float32) / 127
     quantised = np.round(vectors / scales[:, None]).astype(np.int8)
-    relative = " ".join(f"{s - chunk_start}:{e - chunk_start}" for s, e in spans)
-    packed = base64.b64encode(scales.tobytes() + quantised.tobytes()).decode("ascii")
-    return {SENTENCES_KEY: relative, SENTENCE_VECTORS_KEY: packed}
+    meta = {SENTENCES_KEY: " ".join(f"{s - chunk_start}:{e - chunk_start}" for s, e in spans)}
+    for n, (scale, row) in enumerate(zip(scales, quantised)):
+        meta[SENTENCE_VECTOR_KEY.format(n)] = base64.b64encode(scale.tobytes() + row.tobytes()).decode("ascii")
+    return meta
 
 
 def unpack_sentences(meta: dict):
@@ -62,15 +63,17 @@ def unpack_sentence_vectors(meta: dict):
     """Just the vectors (search needs them for ~100 candidates per question, the spans for 30)."""
     import numpy as np
 
-    relative, packed = meta.get(SENTENCES_KEY), meta.get(SENTENCE_VECTORS_KEY)
-    if not relative or not packed:
+    relative = meta.get(SENTENCES_KEY)
+    if not relative:
         return None
     try:
-        raw = base64.b64decode(packed)
-        n = relative.count(" ") + 1
-        scales = np.frombuffer(raw, dtype=np.float32, count=n)
-        return np.frombuffer(raw, dtype=np.int8, offset=4 * n).reshape(n, -1) * scales[:, None]
-    except ValueError:
+        raw = b"".join(base64.b64decode(meta[SENTENCE_VECTOR_KEY.format(n)], validate=True) for n in range(relative.count(" ") + 1))
+        rows = np.frombuffer(raw, dtype=np.int8).reshape(relative.count(" ") + 1, -1)
+        if rows.shape[1] <= 4:
+            return None
+        scales = rows[:, :4].copy().view(np.float32)
+        return rows[:, 4:] * scales
+    except (KeyError, ValueError, TypeError):
         return None
 
 

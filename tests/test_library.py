@@ -72,12 +72,12 @@ def test_every_chunk_stores_its_sentence_vectors_and_their_mean(make_library, se
 
 def test_chunks_stored_without_sentence_vectors_are_still_ranked_by_sentence(make_library, seed_copy):
     """Stores written before sentence vectors existed: their sentences are encoded on demand."""
-    from qa.store import SENTENCE_VECTORS_KEY, SENTENCES_KEY
+    from qa.store import SENTENCES_KEY
 
     lib = make_library()
     lib.ingest([seed_copy])
     ids = lib.store.chunks.get(include=[])["ids"]
-    lib.store.chunks.update(ids=ids, metadatas=[{SENTENCES_KEY: "", SENTENCE_VECTORS_KEY: ""}] * len(ids))
+    lib.store.chunks.update(ids=ids, metadatas=[{SENTENCES_KEY: ""}] * len(ids))
     lib.store.bump_stamp()
     fresh = make_library(lib.collection)
     passages = fresh.passages(QUESTION, chars=400)
