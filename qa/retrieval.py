@@ -342,12 +342,14 @@ class HybridRetriever:
             return []
         similarity = np.vstack(vectors) @ query if query is not None else np.zeros(len(found))
         question_tokens = set(tokenize(question))
-        scored = []
+        scored: dict[tuple, Sentence] = {}  # overlapping chunks share sentences: keep the best copy
         for (hit, s, e), sim in zip(found, similarity):
             overlap = sum(self.bm25.idf(t) for t in question_tokens.intersection(tokenize(hit.text[s:e])))
             score = self.FUSED_WEIGHT * hit.score + self.SIMILARITY_WEIGHT * float(sim) + self.OVERLAP_WEIGHT * overlap
-            scored.append(Sentence(hit.text[s:e], hit.start + s, hit.start + e, hit, score))
-        return sorted(scored, key=lambda x: x.score, reverse=True)
+            key = (hit.article_id, hit.start + s, hit.start + e)
+            if key not in scored or scored[key].score < score:
+                scored[key] = Sentence(hit.text[s:e], hit.start + s, hit.start + e, hit, score)
+        return sorted(scored.values(), key=lambda x: x.score, reverse=True)
 
     def passages(self, question: str, chars: int = 2500, filters: Filters | dict | None = None, mode: str = "hybrid") -> list[Hit]:
         """The best sentences that fit in `chars` characters, as passages: sentences of one chunk

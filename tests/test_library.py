@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 import pytest
 
 from qa.errors import EmbedderMismatch
@@ -215,3 +217,18 @@ def test_check_reports_and_repairs_drift(make_library, seed_copy, embedder, tmp_
     assert [a.id for a in lib.articles()] == ["2021-03-02-harbour"]
     assert lib.check() == {"articles": 1, "chunks": 1, "orphan_chunks": 0, "incomplete_articles": [], "repaired": False}
     assert lib.ingest([seed_copy]).added == ["2019-11-12-japan-us-gsomia"]
+
+
+def test_overlapping_chunks_give_each_sentence_once(store_location, embedder, seed_copy):
+    from qa.config import Settings
+    from qa.library import Library
+
+    lib = Library(store_location, f"overlap{uuid.uuid4().hex[:8]}", settings=Settings(chunk_size=320, chunk_overlap=160), embedder=embedder)
+    lib.ingest([seed_copy])
+    ranked = lib.sentences(QUESTION)
+    assert len({(s.start, s.end) for s in ranked}) == len(ranked)
+    text = lib.article_text("2019-11-12-japan-us-gsomia")
+    passages = lib.passages(QUESTION, chars=2500)
+    covered = [i for p in passages for i in range(p.start, p.end)]
+    assert len(covered) == len(set(covered))  # no character handed over twice
+    assert all(text[p.start : p.end] == p.text for p in passages)
