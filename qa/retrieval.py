@@ -8,6 +8,7 @@ ingest or delete, by this process or another one sharing a Chroma server.
 
 from __future__ import annotations
 
+import base64
 import json
 import math
 import os
@@ -20,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from .chunking import sentence_spans
-from .store import Store, unpack_sentence_vectors, unpack_sentences
+from .store import Store, pack_sentences, rows_to_vectors, sentence_offsets, sentence_rows
 
 # Reciprocal-rank-fusion constant. The usual 60 flattens the top ranks; 10 lets a first place
 # in either list count more, and measured better on SQuAD (benchmarks/retrieval.py): recall@10
@@ -156,7 +157,7 @@ class BM25Cache:
     change: they are kept per id, in memory and, for large collections, in a JSON file under the
     data dir that lets a restarted server skip re-reading and re-tokenizing every chunk."""
 
-    FORMAT = "bm25-cache-v3"  # bump when tokenization or the chunk metadata changes
+    FORMAT = "bm25-cache-v4"  # bump when tokenization or the chunk metadata changes
     SAVE_AFTER_NEW = 2000  # chunks fetched in one refresh that make a disk save worth it
 
     def __init__(self, store: Store, cache_file: Path | None = None):
@@ -170,6 +171,7 @@ class BM25Cache:
         self.current: dict[str, str] = {}
         self.index = None
         self._seen: dict[str, tuple[str, dict, list[str]]] = {}  # id -> (text, metadata, tokens)
+        self._rows: dict[str, np.ndarray] = {}  # id -> its sentence vectors, packed (store.sentence_rows)
         self._positions: dict[str, int] = {}
         self._doc_freq = None  # chunks per BM25 token id
         self._loaded = False
@@ -194,9 +196,13 @@ class BM25Cache:
                 tokenized = bm25s_tokenize([f"{m.get('title', '')}\n{t}" for t, m in zip(texts, metas)])
                 for chunk_id, text, meta, tokens in zip(new, texts, metas, tokenized):
                     self._seen[chunk_id] = (text, meta, tokens)
+                    rows = sentence_rows(meta, remove=True)
+                    if rows is not None:
+                        self._rows[chunk_id] = rows
             live = set(all_ids)
             for gone in [i for i in self._seen if i not in live]:
                 del self._seen[gone]
+                self._rows.pop(gone, None)
             ids = [i for i in all_ids if is_current(self._seen[i][1], current)]
             self.ids, self.current = ids, current
             self.texts = [self._seen[i][0] for i in ids]
@@ -222,8 +228,10 @@ class BM25Cache:
             data = json.loads(self.cache_file.read_text())
             if data.get("format") == self.FORMAT:
                 self._seen = {i: (t, m, k) for i, t, m, k in zip(data["ids"], data["texts"], data["metas"], data["tokens"])}
+                self._rows = {i: np.frombuffer(base64.b64decode(r), dtype=np.int8).reshape(n, -1)
+                              for i, (n, r) in data["rows"].items()}
         except (OSError, ValueError, KeyError, TypeError):
-            self._seen = {}  # a damaged cache is only a slower start
+            self._seen, self._rows = {}, {}  # a damaged cache is only a slower start
 
     def _saved_index(self, key: str, ids: list[str]):
         """The index saved with the token cache, when it was built for this very stamp and chunk
@@ -242,7 +250,8 @@ class BM25Cache:
             return
         ids = list(self._seen)
         data = {"format": self.FORMAT, "ids": ids, "texts": [self._seen[i][0] for i in ids],
-                "metas": [self._seen[i][1] for i in ids], "tokens": [self._seen[i][2] for i in ids]}
+                "metas": [self._seen[i][1] for i in ids], "tokens": [self._seen[i][2] for i in ids],
+                "rows": {i: (len(r), base64.b64encode(r.tobytes()).decode("ascii")) for i, r in self._rows.items()}}
         folder = self.cache_file.with_suffix(".index")
         try:
             self.cache_file.parent.mkdir(parents=True, exist_ok=True)
@@ -264,6 +273,9 @@ class BM25Cache:
         if token_id is None or self._doc_freq is None or token_id >= len(self._doc_freq):
             return 0.0
         return math.log(1 + len(self.ids) / max(int(self._doc_freq[token_id]), 1))
+
+    def sentence_rows(self, chunk_id: str):
+        return self._rows.get(chunk_id)
 
     def record(self, chunk_id: str) -> tuple[str, dict] | None:
         """(text, metadata) of a current chunk, None for any other id."""
@@ -416,29 +428,33 @@ class HybridRetriever:
                 add(chunk_id, rank, 1.0, "bm25")
         if query is not None and records:
             candidates = list(records)
-            vectors = [self._sentence_vectors(c, *records[c], spans=False) for c in candidates]
-            starts = np.cumsum([0] + [len(v) for v in vectors[:-1]])
-            best = np.maximum.reduceat(np.vstack(vectors) @ query, starts)  # each chunk's best sentence
+            rows = [self._sentence_rows(c, *records[c]) for c in candidates]
+            starts = np.cumsum([0] + [len(r) for r in rows[:-1]])
+            best = np.maximum.reduceat(rows_to_vectors(np.vstack(rows)) @ query, starts)  # each chunk's best sentence
             for rank, i in enumerate(np.argsort(-best, kind="stable")[:n], start=1):
                 add(candidates[i], rank, 1.0, "sentence")
         return fused, records, ranks, query
 
-    def _sentence_vectors(self, chunk_id: str, text: str, meta: dict, spans: bool = True):
-        """(spans relative to the chunk, vectors) from the chunk's metadata, or the vectors only;
-        chunks stored by an older version have none, and get them encoded here once per process."""
-        if not spans and (vectors := unpack_sentence_vectors(meta)) is not None:
-            return vectors
-        unpacked = unpack_sentences(meta)
-        if unpacked is None:
-            unpacked = self._encoded.get(chunk_id)
-            if unpacked is None:
-                found = sentence_spans(text) or [(0, len(text))]
-                vectors = np.asarray(self.embedder.embed([text[s:e] for s, e in found]), dtype=np.float32)
-                vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
-                if len(self._encoded) > 100_000:
-                    self._encoded.clear()
-                unpacked = self._encoded[chunk_id] = (found, vectors)
-        return unpacked if spans else unpacked[1]
+    def _sentence_vectors(self, chunk_id: str, text: str, meta: dict):
+        """(spans relative to the chunk, float32 vectors) of a chunk's sentences."""
+        rows = self._sentence_rows(chunk_id, text, meta)
+        spans = sentence_offsets(meta) if chunk_id not in self._encoded else self._encoded[chunk_id][0]
+        return spans, rows_to_vectors(rows)
+
+    def _sentence_rows(self, chunk_id: str, text: str, meta: dict):
+        """Packed sentence vectors from the cache of current chunks; chunks stored by an older
+        version have none, and get them encoded here once per process."""
+        rows = self.bm25.sentence_rows(chunk_id)
+        if rows is not None:
+            return rows
+        if chunk_id not in self._encoded:
+            found = sentence_spans(text) or [(0, len(text))]
+            vectors = np.asarray(self.embedder.embed([text[s:e] for s, e in found]), dtype=np.float32)
+            vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+            if len(self._encoded) > 100_000:
+                self._encoded.clear()
+            self._encoded[chunk_id] = (found, sentence_rows(pack_sentences(0, found, vectors)))
+        return self._encoded[chunk_id][1]
 
     @staticmethod
     def _hit(chunk_id: str, text: str, meta: dict, score: float, ranks: dict) -> Hit:

@@ -55,26 +55,46 @@ def unpack_sentences(meta: dict):
     vectors = unpack_sentence_vectors(meta)
     if vectors is None:
         return None
-    spans = [tuple(int(x) for x in part.split(":")) for part in meta[SENTENCES_KEY].split()]
+    spans = sentence_offsets(meta)
     return (spans, vectors) if len(spans) == len(vectors) else None
 
 
 def unpack_sentence_vectors(meta: dict):
-    """Just the vectors (search needs them for ~100 candidates per question, the spans for 30)."""
+    rows = sentence_rows(meta)
+    return None if rows is None else rows_to_vectors(rows)
+
+
+def sentence_offsets(meta: dict) -> list[tuple[int, int]]:
+    return [tuple(int(x) for x in part.split(":")) for part in meta.get(SENTENCES_KEY, "").split()]
+
+
+def sentence_rows(meta: dict, remove: bool = False):
+    """A chunk's sentence vectors as packed int8 rows (n x (4 + dim): the float32 scale's bytes,
+    then the vector), or None when it has none. `remove` takes the vector keys out of `meta`: the
+    retrieval cache keeps the rows (400 bytes a sentence) instead of the strings."""
     import numpy as np
 
     relative = meta.get(SENTENCES_KEY)
-    if not relative:
-        return None
+    keys = [SENTENCE_VECTOR_KEY.format(n) for n in range(relative.count(" ") + 1)] if relative else []
+    rows = None
     try:
-        raw = b"".join(base64.b64decode(meta[SENTENCE_VECTOR_KEY.format(n)], validate=True) for n in range(relative.count(" ") + 1))
-        rows = np.frombuffer(raw, dtype=np.int8).reshape(relative.count(" ") + 1, -1)
-        if rows.shape[1] <= 4:
-            return None
-        scales = rows[:, :4].copy().view(np.float32)
-        return rows[:, 4:] * scales
+        if keys:
+            raw = b"".join(base64.b64decode(meta[key], validate=True) for key in keys)
+            rows = np.frombuffer(raw, dtype=np.int8).reshape(len(keys), -1)
+            rows = rows if rows.shape[1] > 4 else None
     except (KeyError, ValueError, TypeError):
-        return None
+        rows = None
+    if remove:
+        for key in [k for k in meta if k.startswith(SENTENCE_VECTOR_KEY.format(""))]:
+            del meta[key]
+    return rows
+
+
+def rows_to_vectors(rows):
+    """float32 vectors from packed int8 rows (any number of chunks' rows stacked)."""
+    import numpy as np
+
+    return rows[:, 4:] * np.ascontiguousarray(rows[:, :4]).view(np.float32)
 
 
 @dataclass

@@ -232,3 +232,31 @@ def test_overlapping_chunks_give_each_sentence_once(store_location, embedder, se
     covered = [i for p in passages for i in range(p.start, p.end)]
     assert len(covered) == len(set(covered))  # no character handed over twice
     assert all(text[p.start : p.end] == p.text for p in passages)
+
+
+def test_restarted_process_reads_chunks_and_sentence_vectors_from_the_disk_cache(store_location, embedder, seed_copy, tmp_path, monkeypatch):
+    """A restart reuses the saved token cache (texts, metadata, tokens, sentence vectors) instead
+    of re-reading every chunk from Chroma, and ranks exactly as the process that wrote it."""
+    import numpy as np
+
+    from qa.config import Settings
+    from qa.library import Library
+    from qa.retrieval import BM25Cache
+
+    monkeypatch.setattr(BM25Cache, "SAVE_AFTER_NEW", 1)  # save even for one small article
+    settings = Settings(data_dir=tmp_path / "cache-home")
+    collection = f"restart{uuid.uuid4().hex[:8]}"
+    first = Library(store_location, collection, settings=settings, embedder=embedder)
+    first.ingest([seed_copy])
+    before = [(p.start, p.end, round(p.score, 6)) for p in first.passages(QUESTION, chars=800)]
+    rows = dict(first.retriever.bm25._rows)
+    assert len(rows) == first.store.chunks.count()
+
+    second = Library(store_location, collection, settings=settings, embedder=embedder)
+
+    def no_chroma_reads(ids):
+        raise AssertionError(f"re-read {len(ids)} chunks from Chroma")
+
+    monkeypatch.setattr(second.store, "chunk_records", no_chroma_reads)
+    assert [(p.start, p.end, round(p.score, 6)) for p in second.passages(QUESTION, chars=800)] == before
+    assert all(np.array_equal(second.retriever.bm25._rows[i], r) for i, r in rows.items())
