@@ -29,7 +29,7 @@ REGISTRY_SUFFIX = "__articles"
 # Per chunk, its sentences: offsets relative to the chunk ("0:118 119:301") and one vector per
 # sentence, int8 with a float32 scale, base64 (520 characters for MiniLM) under its own key: Chroma
 # indexes every metadata string in SQLite, and a string that fits an index cell (< ~1 KB) costs no
-# overflow page (one key for all of a chunk's vectors took 2.5x the disk). Search ranks single
+# overflow page (one key for all of a chunk's vectors took 1.5x the disk). Search ranks single
 # sentences with them; they live in Chroma with their chunk, so every process sharing the store
 # sees them and a replaced chunk takes its vectors along. On SQuAD, int8 ranks as float32 does.
 SENTENCES_KEY = "sentences"
