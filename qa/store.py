@@ -49,21 +49,6 @@ def pack_sentences(chunk_start: int, spans, vectors) -> dict:
     return meta
 
 
-def unpack_sentences(meta: dict):
-    """(spans relative to the chunk, float32 vectors n x dim), or None when the chunk has none
-    (written by an older version) or they do not fit together."""
-    vectors = unpack_sentence_vectors(meta)
-    if vectors is None:
-        return None
-    spans = sentence_offsets(meta)
-    return (spans, vectors) if len(spans) == len(vectors) else None
-
-
-def unpack_sentence_vectors(meta: dict):
-    rows = sentence_rows(meta)
-    return None if rows is None else rows_to_vectors(rows)
-
-
 def sentence_offsets(meta: dict) -> list[tuple[int, int]]:
     return [tuple(int(x) for x in part.split(":")) for part in meta.get(SENTENCES_KEY, "").split()]
 

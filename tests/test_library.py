@@ -53,7 +53,7 @@ def test_every_chunk_stores_its_sentence_vectors_and_their_mean(make_library, se
     import numpy as np
 
     from qa.chunking import chunk_text
-    from qa.store import unpack_sentences
+    from qa.store import rows_to_vectors, sentence_offsets, sentence_rows
 
     lib = make_library()
     lib.ingest([seed_copy])
@@ -61,7 +61,7 @@ def test_every_chunk_stores_its_sentence_vectors_and_their_mean(make_library, se
     text = lib.article_text("2019-11-12-japan-us-gsomia")
     chunks = {c.start: c for c in chunk_text(text, lib.settings.chunk_size, lib.settings.chunk_overlap)}
     for doc, meta, vector in zip(got["documents"], got["metadatas"], got["embeddings"]):
-        spans, vectors = unpack_sentences(meta)
+        spans, vectors = sentence_offsets(meta), rows_to_vectors(sentence_rows(meta))
         chunk = chunks[meta["start"]]
         assert [(meta["start"] + s, meta["start"] + e) for s, e in spans] == list(chunk.sentences)
         assert vectors.shape == (len(spans), lib.embedder.dim)

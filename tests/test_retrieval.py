@@ -6,7 +6,7 @@ import numpy as np
 
 from qa.chunking import sentence_spans
 from qa.retrieval import bm25s_tokenize, tokenize
-from qa.store import pack_sentences, unpack_sentence_vectors, unpack_sentences
+from qa.store import pack_sentences, rows_to_vectors, sentence_offsets, sentence_rows
 
 from .conftest import SEED
 
@@ -23,9 +23,11 @@ def test_sentence_vectors_round_trip_through_chunk_metadata():
     vectors = rng.normal(size=(3, 384)).astype(np.float32)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
     meta = pack_sentences(100, [(100, 180), (181, 260), (261, 300)], vectors)
-    spans, back = unpack_sentences(meta)
-    assert spans == [(0, 80), (81, 160), (161, 200)]
+    assert sentence_offsets(meta) == [(0, 80), (81, 160), (161, 200)]
+    back = rows_to_vectors(sentence_rows(meta))
+    assert back.shape == (3, 384)
     assert np.allclose((back * vectors).sum(axis=1), 1.0, atol=1e-3)  # int8 keeps the direction
-    assert np.array_equal(unpack_sentence_vectors(meta), back)
-    assert unpack_sentences({}) is None and unpack_sentences({"sentences": "0:5", "sentence_vector_0": "!!"}) is None
-    assert unpack_sentences({"sentences": "0:5 6:9", "sentence_vector_0": meta["sentence_vector_0"]}) is None  # one missing
+    assert sentence_rows({}) is None and sentence_rows({"sentences": "0:5", "sentence_vector_0": "!!"}) is None
+    assert sentence_rows({"sentences": "0:5 6:9", "sentence_vector_0": meta["sentence_vector_0"]}) is None  # one missing
+    kept = dict(meta)
+    assert sentence_rows(kept, remove=True) is not None and set(kept) == {"sentences"}  # the cache keeps rows, not strings
