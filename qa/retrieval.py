@@ -341,23 +341,19 @@ class HybridRetriever:
 
     def sentences(self, question: str, filters: Filters | dict | None = None, mode: str = "hybrid", pool: int | None = None) -> list[Sentence]:
         """Every sentence of the `pool` best chunks, best first."""
-        fused, records, ranks, query = self._fuse(question, self.candidates, filters, mode)
+        fused, records, ranks, similarity = self._fuse(question, self.candidates, filters, mode)
         best = sorted(fused, key=fused.get, reverse=True)[: pool or self.SENTENCE_POOL]
-        found: list[tuple[Hit, int, int]] = []
-        vectors = []
+        found: list[tuple[Hit, int, int, float]] = []
         for chunk_id in best:
             hit = self._hit(chunk_id, *records[chunk_id], fused[chunk_id], ranks[chunk_id])
-            spans, chunk_vectors = self._sentence_vectors(chunk_id, *records[chunk_id])
-            found += [(hit, s, e) for s, e in spans]
-            vectors.append(chunk_vectors)
-        if not found:
-            return []
-        similarity = np.vstack(vectors) @ query if query is not None else np.zeros(len(found))
+            spans = self._sentence_spans(chunk_id, records[chunk_id][1])
+            sims = similarity.get(chunk_id, np.zeros(len(spans)))  # keyword mode: no query vector
+            found += [(hit, s, e, float(sim)) for (s, e), sim in zip(spans, sims)]
         question_tokens = set(tokenize(question))
         scored: dict[tuple, Sentence] = {}  # overlapping chunks share sentences: keep the best copy
-        for (hit, s, e), sim in zip(found, similarity):
+        for hit, s, e, sim in found:
             overlap = sum(self.bm25.idf(t) for t in question_tokens.intersection(tokenize(hit.text[s:e])))
-            score = self.FUSED_WEIGHT * hit.score + self.SIMILARITY_WEIGHT * float(sim) + self.OVERLAP_WEIGHT * overlap
+            score = self.FUSED_WEIGHT * hit.score + self.SIMILARITY_WEIGHT * sim + self.OVERLAP_WEIGHT * overlap
             key = (hit.article_id, hit.start + s, hit.start + e)
             if key not in scored or scored[key].score < score:
                 scored[key] = Sentence(hit.text[s:e], hit.start + s, hit.start + e, hit, score)
@@ -395,7 +391,8 @@ class HybridRetriever:
         return sorted(passages, key=lambda h: h.score, reverse=True)
 
     def _fuse(self, question: str, n: int, filters, mode: str):
-        """Fused scores by chunk id, their (text, metadata), per-list ranks, the query vector."""
+        """Fused scores by chunk id, their (text, metadata), per-list ranks, and each candidate's
+        sentence similarities to the question (none in keyword mode)."""
         if mode not in self.MODES:
             raise ValueError(f"unknown search mode '{mode}' (choose {', '.join(self.MODES)})")
         filters = Filters.parse(filters)
@@ -426,20 +423,21 @@ class HybridRetriever:
                 chunk_id = self.bm25.ids[index]
                 records.setdefault(chunk_id, (self.bm25.texts[index], self.bm25.metas[index]))
                 add(chunk_id, rank, 1.0, "bm25")
+        similarity: dict[str, np.ndarray] = {}
         if query is not None and records:
             candidates = list(records)
             rows = [self._sentence_rows(c, *records[c]) for c in candidates]
             starts = np.cumsum([0] + [len(r) for r in rows[:-1]])
-            best = np.maximum.reduceat(rows_to_vectors(np.vstack(rows)) @ query, starts)  # each chunk's best sentence
+            sims = rows_to_vectors(np.vstack(rows)) @ query
+            similarity = dict(zip(candidates, np.split(sims, starts[1:])))  # sentences() reuses them
+            best = np.maximum.reduceat(sims, starts)  # each chunk's best sentence
             for rank, i in enumerate(np.argsort(-best, kind="stable")[:n], start=1):
                 add(candidates[i], rank, 1.0, "sentence")
-        return fused, records, ranks, query
+        return fused, records, ranks, similarity
 
-    def _sentence_vectors(self, chunk_id: str, text: str, meta: dict):
-        """(spans relative to the chunk, float32 vectors) of a chunk's sentences."""
-        rows = self._sentence_rows(chunk_id, text, meta)
-        spans = sentence_offsets(meta) if chunk_id not in self._encoded else self._encoded[chunk_id][0]
-        return spans, rows_to_vectors(rows)
+    def _sentence_spans(self, chunk_id: str, meta: dict) -> list[tuple[int, int]]:
+        """Sentence offsets relative to the chunk, in the order of its sentence vectors."""
+        return self._encoded[chunk_id][0] if chunk_id in self._encoded else sentence_offsets(meta)
 
     def _sentence_rows(self, chunk_id: str, text: str, meta: dict):
         """Packed sentence vectors from the cache of current chunks; chunks stored by an older
