@@ -9,7 +9,8 @@ import random
 from dataclasses import dataclass, field
 from pathlib import Path
 
-DEFAULT_SQUAD = Path(__file__).resolve().parents[1].parent / "shared" / "datasets" / "squad2-dev" / "dev-v2.0-half.json"
+# A copy kept in the repository (CC BY-SA 4.0; provenance in its README).
+DEFAULT_SQUAD = Path(__file__).resolve().parent / "datasets" / "squad2-dev" / "dev-v2.0-half.json"
 
 
 @dataclass

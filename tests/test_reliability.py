@@ -22,7 +22,6 @@ import pytest
 from .conftest import SEED, free_port, server_process, wait_http
 
 QA = str(Path(sys.executable).parent / "qa")
-SQUAD = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "squad2-dev" / "dev-v2.0-half.json"
 
 
 def chunk_ids(lib) -> list[str]:
@@ -32,11 +31,9 @@ def chunk_ids(lib) -> list[str]:
 # --- interrupted ingest ----------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def squad_jsonl(tmp_path_factory):
-    if not SQUAD.exists():
-        pytest.fail(f"SQuAD dev half not found at {SQUAD}")
-    from evals.squad import load_squad, write_jsonl
+    from evals.squad import DEFAULT_SQUAD, load_squad, write_jsonl
 
-    records, _ = load_squad(SQUAD)
+    records, _ = load_squad(DEFAULT_SQUAD)
     return write_jsonl(records[:8], tmp_path_factory.mktemp("squad"))
 
 
