@@ -58,16 +58,21 @@ def evaluate(lib, item: EvalItem, judge=None) -> dict:
     answer = lib.ask(item.question, history=item.history or None)
     row = {
         "id": item.id, "question": item.question, "kind": item.kind, "unanswerable": item.unanswerable,
-        "gold": item.answers, "answer": answer.text, "refused": answer.refused,
-        "citations": [c.to_dict() for c in answer.citations], "grounded": answer.grounded,
+        "gold": item.answers, "answer": answer.text, "answer_kind": answer.kind, "refused": answer.refused,
+        "standalone": answer.question, "citations": [c.to_dict() for c in answer.citations], "grounded": answer.grounded,
         "retrieval_rank": None if item.unanswerable else retrieval_rank(item, hits),
+        "answerability": answer.signals.get("answerability"),
+        "candidate": answer.signals.get("candidate", None if answer.refused else answer.text),
         "timings": {**answer.timings, "search_k10": search_s}, "tokens": answer.tokens,
     }
     if item.unanswerable:
         row |= {"refusal_correct": answer.refused}
     else:
         text = "" if answer.refused else answer.text
-        row |= {"em": exact_match(text, item.answers), "f1": token_f1(text, item.answers), "contains": contains_gold(text, item.answers)}
+        contains = contains_gold(text, item.answers)
+        row |= {"em": exact_match(text, item.answers), "f1": token_f1(text, item.answers), "contains": contains,
+                "useful": contains and answer.kind in ("span", "quote", "fact"),
+                "candidate_useful": contains_gold(row["candidate"] or "", item.answers)}
         if judge is not None and not answer.refused:
             row["judge_correct"] = judge_correct(judge, item, answer.text)
     return row
@@ -78,10 +83,14 @@ def summarise(rows: list[dict]) -> dict:
     unanswerable = [r for r in rows if r["unanswerable"]]
     answered = [r for r in rows if not r["refused"]]
     mean = lambda values: statistics.mean(values) if values else None  # noqa: E731
+    spans = [r for r in answerable if r["answer_kind"] == "span"]
     summary: dict = {
         "questions": len(rows), "answerable": len(answerable), "unanswerable": len(unanswerable),
+        "useful": mean([float(r["useful"]) for r in answerable]),
+        "false_refusals": mean([float(r["refused"]) for r in answerable]),
         "exact_match": mean([r["em"] for r in answerable]),
         "f1": mean([r["f1"] for r in answerable]),
+        "span_f1": mean([r["f1"] for r in spans]),
         "contains_gold": mean([float(r["contains"]) for r in answerable]),
         "answered_share": mean([float(not r["refused"]) for r in answerable]),
         "refusal_accuracy": mean([float(r["refusal_correct"]) for r in unanswerable]),
@@ -98,6 +107,14 @@ def summarise(rows: list[dict]) -> dict:
         values = [r["timings"][name] for r in rows if r["timings"].get(name) is not None]
         summary[f"{name}_s_p50"] = percentile(values, 50) if values else None
         summary[f"{name}_s_p95"] = percentile(values, 95) if values else None
+    summary["kinds"] = {
+        kind: {"answers": sum(r["answer_kind"] == kind for r in rows),
+               "answerable": sum(r["answer_kind"] == kind for r in answerable),
+               "useful": mean([float(r["useful"]) for r in answerable if r["answer_kind"] == kind]),
+               "f1": mean([r["f1"] for r in answerable if r["answer_kind"] == kind]),
+               "unanswerable": sum(r["answer_kind"] == kind for r in unanswerable)}
+        for kind in ("span", "quote", "fact", "not_found")
+    }
     judged = [r["judge_correct"] for r in answerable if r.get("judge_correct") is not None]
     if judged:
         summary["judge_accuracy"] = mean([float(j) for j in judged])
@@ -110,7 +127,10 @@ def fmt(value) -> str:
 
 SUMMARY_ROWS = [
     ("questions", "questions"), ("answerable", "answerable"), ("unanswerable", "unanswerable"),
-    ("exact match", "exact_match"), ("token F1", "f1"), ("answer contains gold", "contains_gold"),
+    ("useful answers (answerable: span/quote/fact holding a gold answer)", "useful"),
+    ("false refusals (answerable refused)", "false_refusals"),
+    ("exact match", "exact_match"), ("token F1 (all answerable; a refusal scores 0)", "f1"),
+    ("token F1 of span answers", "span_f1"), ("answer contains gold", "contains_gold"),
     ("answerable answered", "answered_share"), ("refusal accuracy (unanswerable)", "refusal_accuracy"),
     ("groundedness (answered)", "grounded"), ("answers with a citation", "cited_share"),
     ("retrieval MRR@10", "mrr"), ("tokens per answer", "tokens_mean"), ("LLM-judge accuracy", "judge_accuracy"),
@@ -132,6 +152,10 @@ def write_report(run: Path, summary: dict, rows: list[dict], meta: dict) -> None
               "| recall | " + " | ".join(fmt(v) for v in summary["recall_at_k"].values()) + " |", "",
               "## Latency (seconds)", "", "| stage | p50 | p95 |", "|---|---|---|"]
     lines += [f"| {n} | {fmt(summary[f'{n}_s_p50'])} | {fmt(summary[f'{n}_s_p95'])} |" for n in LATENCIES]
+    lines += ["", "## Answers by kind", "", "| kind | answers | of answerable | useful | F1 | of unanswerable |",
+              "|---|---|---|---|---|---|"]
+    lines += [f"| {kind} | {k['answers']} | {k['answerable']} | {fmt(k['useful'])} | {fmt(k['f1'])} | {k['unanswerable']} |"
+              for kind, k in summary["kinds"].items()]
 
     f1s = [r["f1"] for r in rows if not r["unanswerable"]]
     fig, ax = plt.subplots(figsize=(5, 3))
@@ -149,8 +173,50 @@ def write_report(run: Path, summary: dict, rows: list[dict], meta: dict) -> None
     ax.plot(ks, [summary["recall_at_k"][str(k)] or 0 for k in ks], marker="o", color="#f59e0b")
     ax.set(title="Retrieval recall vs k", xlabel="k", ylabel="recall", ylim=(0, 1.02))
     fig.tight_layout(), fig.savefig(run / "recall_at_k.png"), plt.close(fig)
-    lines += ["", "![F1](f1.png) ![latency](latency.png) ![recall](recall_at_k.png)", ""]
+    images = "![F1](f1.png) ![latency](latency.png) ![recall](recall_at_k.png)"
+    if refusal_curve(rows, run / "refusal_curve.png"):
+        images += " ![answer or refuse](refusal_curve.png)"
+    lines += ["", images, "", *failure_lines(rows)]
     (run / "report.md").write_text("\n".join(lines), encoding="utf-8")
+
+
+def refusal_curve(rows: list[dict], path: Path) -> bool:
+    """Useful answers vs unanswerable refused as the answerability threshold moves (rows whose
+    answer kept its score and candidate); the run's own threshold is the marked point."""
+    scored = [r for r in rows if r.get("answerability") is not None and r.get("candidate") is not None]
+    answerable = [r for r in scored if not r["unanswerable"]]
+    unanswerable = [r for r in scored if r["unanswerable"]]
+    if not answerable or not unanswerable:
+        return False
+    import matplotlib.pyplot as plt
+
+    thresholds = sorted({0.0, 1.0, *(r["answerability"] for r in scored)})
+    useful = [sum(r["answerability"] >= t and r["candidate_useful"] for r in answerable) / len(answerable) for t in thresholds]
+    refused = [sum(r["answerability"] < t for r in unanswerable) / len(unanswerable) for t in thresholds]
+    now_useful = sum(r["useful"] for r in answerable) / len(answerable)
+    now_refused = sum(r["refused"] for r in unanswerable) / len(unanswerable)
+    fig, ax = plt.subplots(figsize=(5, 3.6))
+    ax.plot(refused, useful, color="#2563eb")
+    ax.scatter([now_refused], [now_useful], color="#dc2626", zorder=3, label="this run")
+    ax.set(title="Answer or refuse", xlabel="unanswerable questions refused", ylabel="useful answers (answerable)",
+           xlim=(0, 1), ylim=(0, 1))
+    ax.grid(alpha=0.3), ax.legend(loc="lower left")
+    fig.tight_layout(), fig.savefig(path), plt.close(fig)
+    return True
+
+
+def failure_lines(rows: list[dict]) -> list[str]:
+    """The questions that failed, so a reader sees why: answerable ones without a useful answer,
+    unanswerable ones answered."""
+    failed = [r for r in rows if (r["unanswerable"] and not r["refused"]) or (not r["unanswerable"] and not r["useful"])]
+    lines = [f"## Failed questions ({len(failed)})", "", "| question | gold | answer | kind | rank of gold passage |",
+             "|---|---|---|---|---|"]
+    cell = lambda text: " ".join(str(text).split()).replace("|", "\\|")[:200]  # noqa: E731
+    for r in failed:
+        gold = "(unanswerable)" if r["unanswerable"] else " / ".join(r["gold"][:3])
+        rank = "—" if r["retrieval_rank"] is None else r["retrieval_rank"]
+        lines.append(f"| {cell(r['question'])} | {cell(gold)} | {cell(r['answer'])} | {r['answer_kind']} | {rank} |")
+    return lines + [""]
 
 
 def run_eval(

@@ -142,9 +142,14 @@ def ask(
         typer.echo("\r\033[K", nl=False)
     typer.secho(answer.text, bold=True)
     for c in answer.citations:
-        typer.echo(f"[{c.n}] {c.title} ({c.published or 'undated'}) {c.article_id}:{c.start}-{c.end}\n    \"{c.quote}\"")
+        where = f"{c.field} of the article" if c.field else f"{c.start}-{c.end}"
+        typer.echo(f"[{c.n}] {c.title} ({c.published or 'undated'}) {c.article_id}:{where}\n    \"{c.quote}\"")
+    if answer.closest:
+        typer.echo("Closest passages (they do not answer it):")
+        for c in answer.closest:
+            typer.echo(f"  - {c.title} ({c.published or 'undated'}) {c.article_id}:{c.start}-{c.end}\n    \"{c.quote}\"")
     if not answer.refused:
-        typer.echo(f"grounded: {answer.grounded:.0%}")
+        typer.echo(f"{answer.kind} · grounded: {answer.grounded:.0%}")
 
 
 @app.command()

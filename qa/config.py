@@ -45,10 +45,13 @@ class Settings(BaseSettings):
     answer_k: int = 30  # best chunks whose sentences compete to be an answer's evidence
     evidence_sentences: int = 5  # numbered source sentences shown to a chat model
     local_candidates: int = 2  # sentences the local model answers from, one at a time
-    # Refuse ("The articles don't say.") below any of these; chosen on SQuAD 2.0 (benchmarks/answers.py).
+    # Answer or refuse ("The articles don't say."): the fitted answerability rule (evals/refusal.py,
+    # qa/answerability.json) against these thresholds, chosen on SQuAD 2.0 questions kept apart
+    # from the benchmark's; and a span must be this grounded in its sentence.
+    min_answerability: float | None = None  # local model: evidence + the model's span; None: the rule's own
+    min_answerability_chat: float | None = None  # chat models: evidence only (the model also refuses itself)
     min_grounded: float = 0.5  # share of the answer's words found in the cited sentence
-    min_coverage: float = 0.5  # share of the question's words in the answer's sentence (local model)
-    min_confidence: float = -100.0  # mean token log-probability of the answer (local model only)
+    closest_passages: int = 3  # shown with a refusal, marked as closest, not as citations
     max_file_mb: float = Field(20.0, description="Files above this size are rejected.")
 
 

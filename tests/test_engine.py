@@ -39,9 +39,13 @@ def test_local_answer_names_motegi_and_cites_the_quote(seeded_library):
     assert answer.tokens >= 1
 
 
-def test_uncovered_question_gets_the_not_found_answer(seeded_library):
+def test_uncovered_question_gets_the_not_found_answer_with_closest_passages(seeded_library):
     answer = seeded_library.ask("What is the population of Tokyo?")
-    assert answer.text == NOT_FOUND and answer.refused and answer.citations == []
+    assert answer.text == NOT_FOUND and answer.refused and answer.kind == "not_found" and answer.citations == []
+    assert answer.closest, "a refusal still shows the closest passages"
+    text = seeded_library.article_text(answer.closest[0].article_id)
+    assert all(text[c.start : c.end] == c.quote for c in answer.closest)
+    assert answer.to_dict()["closest"] and answer.to_dict()["kind"] == "not_found"
 
 
 def test_stream_yields_tokens_then_the_answer(seeded_library):
@@ -52,12 +56,15 @@ def test_stream_yields_tokens_then_the_answer(seeded_library):
     assert "Motegi" in "".join(tokens)
 
 
-def test_follow_up_is_searched_with_the_previous_question(seeded_library):
-    history = [{"role": "user", "content": QUESTION}, {"role": "assistant", "content": "Toshimitsu Motegi"}]
-    assert normalise_history(history) == [(QUESTION, "Toshimitsu Motegi")]
-    standalone = seeded_library.engine.condense("What did he say about export controls?", history)
-    assert standalone.startswith(QUESTION)
-    assert seeded_library.engine.condense("What is GSOMIA short for?", None) == "What is GSOMIA short for?"
+def test_follow_up_is_rewritten_with_the_previous_answer(seeded_library):
+    history = [{"role": "user", "content": QUESTION}, {"role": "assistant", "content": "Motegi [1]"}]
+    assert normalise_history(history) == [(QUESTION, "Motegi [1]")]
+    standalone, searched = seeded_library.engine.condense("What did he say about export controls?", history)
+    assert standalone == searched == "What did Motegi say about export controls?"
+    # A pronoun left over ("it") needs the previous question's topic in the search.
+    standalone, searched = seeded_library.engine.condense("What did he call it?", history)
+    assert standalone == "What did Motegi call it?" and searched == f"{QUESTION} {standalone}"
+    assert seeded_library.engine.condense("What is GSOMIA short for?", None) == ("What is GSOMIA short for?",) * 2
 
 
 def test_evidence_sentences_keep_article_offsets(seeded_library):
@@ -107,7 +114,8 @@ def test_cli_ask_json_and_errors(tmp_path):
     result = run("ask", "--json", QUESTION)
     assert result.returncode == 0, result.stderr
     data = json.loads(result.stdout)
-    assert set(data) >= {"answer", "citations", "grounded", "timings"}
+    assert set(data) >= {"answer", "kind", "citations", "closest", "grounded", "timings"}
+    assert data["kind"] == "span"
     assert "Motegi" in data["answer"]
     assert set(data["citations"][0]) >= {"n", "title", "article_id", "quote", "start", "end"}
     plain = run("ask", QUESTION)

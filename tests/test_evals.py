@@ -38,21 +38,30 @@ def test_contains_gold_and_summary_logic():
     assert contains_gold("It was the Eiffel Tower, in 1889.", ["eiffel tower"])
     assert not contains_gold("The articles don't say.", ["1889"])
     rows = [
-        {"unanswerable": False, "refused": False, "em": 1.0, "f1": 1.0, "contains": True, "grounded": 1.0,
-         "citations": [{}], "retrieval_rank": 1, "tokens": 3, "timings": {"total": 1.0, "retrieve": 0.1}},
-        {"unanswerable": False, "refused": True, "em": 0.0, "f1": 0.0, "contains": False, "grounded": 0.0,
-         "citations": [], "retrieval_rank": 4, "tokens": 5, "timings": {"total": 3.0, "retrieve": 0.3}},
-        {"unanswerable": True, "refused": True, "refusal_correct": True, "grounded": 0.0, "citations": [],
-         "retrieval_rank": None, "tokens": 1, "timings": {"total": 2.0, "retrieve": 0.2}},
-        {"unanswerable": True, "refused": False, "refusal_correct": False, "grounded": 0.5, "citations": [{}],
-         "retrieval_rank": None, "tokens": 3, "timings": {"total": 4.0, "retrieve": 0.4}},
+        {"unanswerable": False, "refused": False, "answer_kind": "span", "em": 1.0, "f1": 1.0, "contains": True,
+         "useful": True, "grounded": 1.0, "citations": [{}], "retrieval_rank": 1, "tokens": 3,
+         "timings": {"total": 1.0, "retrieve": 0.1}},
+        {"unanswerable": False, "refused": True, "answer_kind": "not_found", "em": 0.0, "f1": 0.0, "contains": False,
+         "useful": False, "grounded": 0.0, "citations": [], "retrieval_rank": 4, "tokens": 5,
+         "timings": {"total": 3.0, "retrieve": 0.3}},
+        {"unanswerable": False, "refused": False, "answer_kind": "quote", "em": 0.0, "f1": 0.2, "contains": True,
+         "useful": True, "grounded": 1.0, "citations": [{}], "retrieval_rank": 1, "tokens": 0,
+         "timings": {"total": 1.0, "retrieve": 0.1}},
+        {"unanswerable": True, "refused": True, "answer_kind": "not_found", "refusal_correct": True, "grounded": 0.0,
+         "citations": [], "retrieval_rank": None, "tokens": 1, "timings": {"total": 2.0, "retrieve": 0.2}},
+        {"unanswerable": True, "refused": False, "answer_kind": "quote", "refusal_correct": False, "grounded": 0.5,
+         "citations": [{}], "retrieval_rank": None, "tokens": 3, "timings": {"total": 4.0, "retrieve": 0.4}},
     ]
     s = summarise(rows)
-    assert (s["f1"], s["exact_match"], s["answered_share"], s["refusal_accuracy"]) == (0.5, 0.5, 0.5, 0.5)
-    assert s["recall_at_k"]["1"] == 0.5 and s["recall_at_k"]["3"] == 0.5 and s["recall_at_k"]["4"] == 1.0
-    assert s["mrr"] == (1 + 0.25) / 2
-    assert s["grounded"] == 0.75 and s["cited_share"] == 1.0  # over the two answered rows
-    assert s["total_s_p50"] == 2.0 and s["total_s_p95"] == 4.0
+    assert s["f1"] == pytest.approx(1.2 / 3) and s["span_f1"] == 1.0 and s["exact_match"] == pytest.approx(1 / 3)
+    assert s["useful"] == pytest.approx(2 / 3) and s["false_refusals"] == pytest.approx(1 / 3)
+    assert s["answered_share"] == pytest.approx(2 / 3) and s["refusal_accuracy"] == 0.5
+    assert s["kinds"]["quote"] == {"answers": 2, "answerable": 1, "useful": 1.0, "f1": 0.2, "unanswerable": 1}
+    assert s["kinds"]["not_found"]["answers"] == 2 and s["kinds"]["fact"]["answers"] == 0
+    assert s["recall_at_k"]["1"] == pytest.approx(2 / 3) and s["recall_at_k"]["4"] == 1.0
+    assert s["mrr"] == pytest.approx((1 + 0.25 + 1) / 3)
+    assert s["grounded"] == pytest.approx(2.5 / 3) and s["cited_share"] == 1.0  # over the three answered rows
+    assert s["total_s_p50"] == 2.0
 
 
 def test_dataset_errors_name_the_line(tmp_path):
@@ -68,23 +77,29 @@ def test_small_seed_eval_writes_consistent_files(tmp_path):
     lines = [{"corpus": str(ROOT / "seeds")}]
     seed_items = [json.loads(l) for l in (ROOT / "evals/datasets/seed.jsonl").read_text().splitlines()[1:]]
     by_id = {i["id"]: i for i in seed_items}
-    lines += [by_id["seed-01"], by_id["seed-06"], by_id["seed-26"], by_id["seed-28"]]  # who, who, follow-up, unanswerable
+    # who, who, follow-up, article fact, why, unanswerable
+    lines += [by_id[i] for i in ("seed-01", "seed-06", "seed-26", "seed-35", "seed-38", "seed-28")]
     dataset.write_text("\n".join(json.dumps(l) for l in lines) + "\n")
     run = tmp_path / "run"
     result = subprocess.run([QA, "eval", str(dataset), "--out", str(run), "--min-f1", "1.01"],
                             cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert result.returncode == 1 and "error: regression gate: token F1" in result.stderr
-    for name in ("results.jsonl", "summary.json", "report.md", "f1.png", "latency.png", "recall_at_k.png"):
+    for name in ("results.jsonl", "summary.json", "report.md", "f1.png", "latency.png", "recall_at_k.png", "refusal_curve.png"):
         assert (run / name).stat().st_size > 0, name
     rows = [json.loads(l) for l in (run / "results.jsonl").read_text().splitlines()]
-    assert len(rows) == 4
+    assert len(rows) == 6
     summary = json.loads((run / "summary.json").read_text())["summary"]
     report = (run / "report.md").read_text()
     answerable = [r for r in rows if not r["unanswerable"]]
     f1 = statistics.mean(r["f1"] for r in answerable)
     refusal = statistics.mean(float(r["refused"]) for r in rows if r["unanswerable"])
     recall5 = statistics.mean(float(bool(r["retrieval_rank"]) and r["retrieval_rank"] <= 5) for r in answerable)
-    assert summary["f1"] == pytest.approx(f1) and f"| token F1 | {f1:.3f} |" in report
+    assert summary["f1"] == pytest.approx(f1) and f"| token F1 (all answerable; a refusal scores 0) | {f1:.3f} |" in report
+    useful = statistics.mean(float(r["useful"]) for r in answerable)
+    assert summary["useful"] == pytest.approx(useful) and f"{useful:.3f} |" in report
+    kinds = {r["id"]: r["answer_kind"] for r in rows}
+    assert kinds["seed-35"] == "fact" and kinds["seed-38"] == "quote" and kinds["seed-28"] == "not_found"
+    assert "## Answers by kind" in report and "## Failed questions" in report
     assert summary["refusal_accuracy"] == pytest.approx(refusal) and f"| refusal accuracy (unanswerable) | {refusal:.3f} |" in report
     assert summary["recall_at_k"]["5"] == pytest.approx(recall5)
     assert any("Motegi" in r["answer"] for r in rows if r["id"] == "seed-01")

@@ -85,6 +85,15 @@ def test_browser_chat_shows_answer_and_highlighted_source(page):
     assert "Grounded:" in page.locator("#sources").inner_text()
 
 
+def test_browser_refusal_shows_closest_passages_not_citations(page):
+    ask(page, "What is the population of Tokyo?", "The articles don't say.")
+    sources = page.locator("#sources")
+    expect(sources).to_contain_text("Closest passages", timeout=30_000)
+    assert "closest:" in sources.inner_text() and "[1]" not in sources.inner_text()
+    ask(page, "Who wrote the article?", "Mari Yamaguchi")
+    expect(sources).to_contain_text("article record", timeout=30_000)
+
+
 def test_browser_upload_then_ask_about_it(page, ui, tmp_path):
     article = tmp_path / "2024-05-03-rotterdam-strike.txt"
     article.write_text(

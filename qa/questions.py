@@ -1,0 +1,176 @@
+"""What a question asks: input checks, the kind of answer it wants, its content words (lemmatised,
+so that say/said and decide/decision meet), and follow-ups rewritten into standalone questions.
+
+Pure text work, no models: cheap enough to run on every question."""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+
+from .errors import InputError
+
+
+def check_question(question: str | None, max_chars: int) -> str:
+    """The question with whitespace collapsed, or an InputError naming what is wrong with it."""
+    text = " ".join((question or "").split())
+    if not text:
+        raise InputError("question", "is empty")
+    if len(text) > max_chars:
+        raise InputError("question", f"is too long ({len(text):,} characters; at most {max_chars:,})")
+    if not any(ch.isalnum() for ch in text):
+        raise InputError("question", "has no words to search for")
+    return text
+
+
+# --- the kind of answer a question wants ----------------------------------------------------------
+# Questions about the article itself, answered from its stored record. Order matters: the first
+# pattern that matches names the field.
+_ARTICLE = r"(?:the |this |that )?(?:article|story|report|piece|news(?: story| report)?)"
+FACT_PATTERNS: list[tuple[str, re.Pattern]] = [
+    ("author", re.compile(rf"\b(?:who (?:wrote|writes|authored|reported|penned)\b|(?:the )?(?:author|writer|byline|reporter)s? of\b|who is the (?:author|writer|reporter)\b)", re.I)),
+    ("url", re.compile(rf"\b(?:url|link|web ?address)\b.*\b{_ARTICLE}|\bwhere can i (?:read|find) {_ARTICLE}", re.I)),
+    ("source", re.compile(rf"\b(?:which|what) (?:news ?paper|outlet|agency|publication|source|site|website)\b.*\b(?:publish|run|carr|report|come|write)|\bsource of {_ARTICLE}|\bwhere (?:does|did) {_ARTICLE} come from", re.I)),
+    ("published", re.compile(rf"\bwhen (?:was|is|did) {_ARTICLE}\b.*\b(?:publish|written|write|released|come out|appear|dated)|\b(?:date|publication date) of {_ARTICLE}|\bhow old is {_ARTICLE}", re.I)),
+    ("dateline", re.compile(rf"\bwhere (?:was|is|did) {_ARTICLE}\b.*\b(?:report|filed|file|written|datelined|from)|\bdateline\b", re.I)),
+    ("title", re.compile(rf"\b(?:headline|title) of {_ARTICLE}|\bwhat is {_ARTICLE}(?:'s)? (?:headline|title)|\bwhat (?:headline|title)\b", re.I)),
+]
+# Questions whose answer is a statement, not a phrase: why, how (not how many/much/long/old…),
+# and what someone said, thought or did. The answer is the evidence sentence itself.
+_QUOTE_RE = re.compile(
+    r"^\s*(?:why\b|how (?!many|much|long|old|far|big|large|often|tall|high|deep|soon|late|early)\w|"
+    r"what (?:did|does|do|has|have|had|will|would) .+\b(?:say|said|tell|told|think|thought|argue|claim|"
+    r"warn|announce|promise|add|urge|describe|call|mean|do|want|propose|suggest|believe|explain|ask)\b|"
+    r"(?:explain|describe)\b|what (?:was|is) the reason\b|for what reason\b)", re.I)
+
+
+def answer_kind(question: str) -> tuple[str, str | None]:
+    """("fact", field) for a question about the article itself, ("quote", None) for one whose
+    answer is a statement (why / how / what someone said or did), else ("span", None)."""
+    for name, pattern in FACT_PATTERNS:
+        if pattern.search(question):
+            return "fact", name
+    if _QUOTE_RE.search(question):
+        return "quote", None
+    return "span", None
+
+
+# --- content words, lemmatised ---------------------------------------------------------------------
+_WORD_RE = re.compile(r"[A-Za-z][A-Za-z'’-]*[A-Za-z]|\d[\d,.]*\d|\d")
+# Words that say nothing about what a sentence holds: question words, auxiliaries, pronouns.
+_STOP = frozenset(
+    """a about above after again against all am an and any are as at be because been before being below
+    between both but by can could did do does doing done down during each few for from further had has
+    have having he her here hers herself him himself his how i if in into is it its itself just me more most
+    my myself no nor not now of off on once only or other our ours ourselves out over own same she should so
+    some such than that the their theirs them themselves then there these they this those through to too
+    under until up very was we were what when where which while who whom whose why will with would you your
+    yours yourself yourselves also s t many much according""".split()
+)
+# Derivational endings that inflectional lemmas do not undo, mapped to the verb's stem form:
+# decision -> decid(e), conclusion -> conclud(e), invasion -> invad(e), explosion -> explod(e).
+_DERIVATIONS = [(re.compile(r"([aeiou])sion$"), r"\1d"), (re.compile(r"(.{3,})ment$"), r"\1")]
+
+
+@lru_cache(maxsize=1)
+def _stemmer():
+    import Stemmer
+
+    return Stemmer.Stemmer("english")
+
+
+@lru_cache(maxsize=100_000)
+def lemma(word: str) -> str:
+    """One comparable form per word family: said -> say, decided/decision -> decid, wars -> war."""
+    word = word.lower().replace("’", "'")
+    if word.endswith("'s"):
+        word = word[:-2]
+    from lemminflect import getAllLemmas
+
+    lemmas = getAllLemmas(word)
+    # A verb reading wins (said -> say, not the adjective "said"); else noun, else anything.
+    for pos in ("VERB", "AUX", "NOUN", "ADJ", "ADV", "PROPN"):
+        if pos in lemmas:
+            word = lemmas[pos][0]
+            break
+    for pattern, replacement in _DERIVATIONS:
+        word = pattern.sub(replacement, word)
+    return _stemmer().stemWord(word)
+
+
+def content_lemmas(text: str) -> list[str]:
+    """Lemmas of the words that carry content (no stop words, no question words)."""
+    return [lemma(w) for w in _WORD_RE.findall(text) if w.lower().replace("’", "'") not in _STOP]
+
+
+_NAME_OR_NUMBER_RE = re.compile(r"\b(?:[A-Z][a-zA-Z'’-]+|\d[\d,.]*)")
+
+
+def question_names(question: str) -> list[str]:
+    """Capitalised words and numbers of a question, but its first word (capitalised anyway)."""
+    return [m.group(0) for m in _NAME_OR_NUMBER_RE.finditer(question) if m.start() > 0]
+
+
+def lemma_coverage(question: str, text: str) -> float:
+    """Share of the question's content lemmas that the text holds."""
+    wanted = set(content_lemmas(question))
+    return len(wanted & set(content_lemmas(text))) / len(wanted) if wanted else 0.0
+
+
+# --- follow-ups --------------------------------------------------------------------------------------
+_POSSESSIVE = {"his", "their", "its"}
+_PRONOUN_RE = re.compile(r"\b(he|she|they|him|them|his|their|its|her|it)\b", re.I)
+_CITATION_RE = re.compile(r"\s*\[\d+\]")
+# A name: capitalised words, allowing initials and short joiners (Gen. Mark Milley, Kang Kyung-wha).
+_NAME_RE = re.compile(r"\b(?:[A-Z][\w.'’-]*)(?:\s+(?:of |de |van |von )?[A-Z][\w.'’-]*)*")
+_NOT_NAMES = frozenset("who what when where why how which the a an did does do is was were are i in on at".split())
+
+
+def _entity(question: str, answer: str) -> str | None:
+    """The entity a follow-up's pronoun points at: the previous answer when it is a short name or
+    phrase, else the last name the previous question mentions."""
+    answer = _CITATION_RE.sub("", answer or "").strip().rstrip(".")
+    if answer and not answer.startswith("The articles don't say") and len(answer.split()) <= 5 and not answer.startswith("⚠"):
+        return answer
+    names = [m.group(0) for m in _NAME_RE.finditer(question or "") if m.group(0).split()[0].lower() not in _NOT_NAMES]
+    return names[-1] if names else None
+
+
+def has_pronoun(question: str) -> bool:
+    return bool(_PRONOUN_RE.search(question))
+
+
+def is_follow_up(question: str) -> bool:
+    return bool(_PRONOUN_RE.search(question)) or len(question.split()) <= 3
+
+
+def rewrite_follow_up(question: str, history: list[tuple[str, str]]) -> str:
+    """A follow-up whose pronoun points back ("What did he say about North Korea?") rewritten with
+    the entity of the previous turn ("What did Motegi say about North Korea?"). A small base model
+    cannot do this rewrite itself; without a pronoun or an entity, the previous question is
+    prepended so that the search still sees the topic."""
+    if not history or not is_follow_up(question):
+        return question
+    previous_question, previous_answer = history[-1]
+    entity = _entity(previous_question, previous_answer)
+    if entity is None or not _PRONOUN_RE.search(question):
+        return f"{previous_question} {question}"
+    replaced = False
+
+    def swap(match: re.Match) -> str:
+        nonlocal replaced
+        if replaced:  # only the first pronoun: "What did he say about his visit?"
+            return match.group(0)
+        replaced = True
+        word = match.group(1).lower()
+        if word in _POSSESSIVE or (word == "her" and _possessive_her(question, match.end())):
+            return f"{entity}'s"
+        return entity
+
+    return _PRONOUN_RE.sub(swap, question)
+
+
+def _possessive_her(question: str, end: int) -> bool:
+    """'her' before a noun is possessive (her visit), before a preposition or the end an object."""
+    rest = question[end:].split()
+    return bool(rest) and rest[0].lower().strip("?.,!") not in {"about", "to", "for", "with", "on", "in", "at", "from", "by", "that", ""}
