@@ -19,7 +19,7 @@ import numpy as np
 
 EVIDENCE_FEATURES = ["sentence_score", "similarity", "chunk_score", "lemma_coverage", "idf_coverage", "missing_idf",
                      "missing_names", "agreement", "margin"]
-LOCAL_FEATURES = EVIDENCE_FEATURES + ["span_found", "span_from_top", "quote_question"]
+LOCAL_FEATURES = EVIDENCE_FEATURES + ["span_found", "span_confidence", "quote_question"]
 HERE = Path(__file__).resolve().parent
 
 
@@ -63,6 +63,7 @@ def choose(points, min_refused: float) -> tuple[float, float, float]:
 
 def collect(answerable: int, unanswerable: int, seed: int) -> list[dict]:
     from qa.config import Settings
+    from qa.engine import rank_evidence
     from qa.library import Library
 
     from .run import contains_gold
@@ -80,7 +81,10 @@ def collect(answerable: int, unanswerable: int, seed: int) -> list[dict]:
         for n, q in enumerate(chosen, 1):
             answer = lib.ask(q.question)
             candidate = answer.signals.get("candidate", answer.text)
-            rows.append({"id": q.id, "unanswerable": q.unanswerable, "kind": answer.kind,
+            top = rank_evidence(q.question, lib.sentences(q.question))[0].text
+            rows.append({"id": q.id, "unanswerable": q.unanswerable, "kind": answer.kind, "question": q.question,
+                         "gold": q.answers, "candidate": candidate, "top": top,
+                         "top_useful": (not q.unanswerable) and contains_gold(top, q.answers),
                          "useful": (not q.unanswerable) and contains_gold(candidate, q.answers),
                          "signals": {k: v for k, v in answer.signals.items() if not isinstance(v, str)}})
             if n % 50 == 0:

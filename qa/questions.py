@@ -111,9 +111,14 @@ def question_names(question: str) -> list[str]:
     return [m.group(0) for m in _NAME_OR_NUMBER_RE.finditer(question) if m.start() > 0]
 
 
-def lemma_coverage(question: str, text: str) -> float:
-    """Share of the question's content lemmas that the text holds."""
+def lemma_coverage(question: str, text: str, skip_names: bool = False) -> float:
+    """Share of the question's content lemmas that the text holds. `skip_names`: leave out the
+    question's names and numbers (where there is anything else), so that what is asked about an
+    entity counts, not the entity that every sentence around it repeats."""
     wanted = set(content_lemmas(question))
+    if skip_names:
+        names = {lemma(word) for name in question_names(question) for word in name.split()}
+        wanted = (wanted - names) or wanted
     return len(wanted & set(content_lemmas(text))) / len(wanted) if wanted else 0.0
 
 

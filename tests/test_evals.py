@@ -64,6 +64,24 @@ def test_contains_gold_and_summary_logic():
     assert s["total_s_p50"] == 2.0
 
 
+def test_report_lists_the_failed_questions():
+    from evals.run import failure_lines
+
+    rows = [
+        {"question": "Who won?", "unanswerable": False, "useful": False, "refused": True, "gold": ["Ann"],
+         "answer": "The articles don't say.", "answer_kind": "not_found", "retrieval_rank": 2},
+        {"question": "Who lost?", "unanswerable": False, "useful": True, "refused": False, "gold": ["Bo"],
+         "answer": "Bo", "answer_kind": "span", "retrieval_rank": 1},
+        {"question": "Who | tied?", "unanswerable": True, "useful": False, "refused": False, "gold": [],
+         "answer": "Cy", "answer_kind": "span", "retrieval_rank": None},
+    ]
+    lines = failure_lines(rows)
+    assert lines[0] == "## Failed questions (2)"
+    assert "| Who won? | Ann | The articles don't say. | not_found | 2 |" in lines
+    assert "| Who \\| tied? | (unanswerable) | Cy | span | — |" in lines
+    assert not any("Who lost?" in line for line in lines)
+
+
 def test_dataset_errors_name_the_line(tmp_path):
     bad = tmp_path / "d.jsonl"
     bad.write_text('{"corpus": "."}\n{"question": "Who?", "answers": []}\n')
