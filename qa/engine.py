@@ -29,7 +29,7 @@ from typing import Iterator, Protocol
 
 from .config import Settings
 from .questions import (
-    answer_kind, check_question, content_lemmas, has_pronoun, lemma_coverage, question_names, rewrite_follow_up,
+    answer_kind, check_question, content_lemmas, has_pronoun, lemma_coverage, name_in, question_names, rewrite_follow_up,
 )
 from .retrieval import Sentence, tokenize
 
@@ -251,7 +251,7 @@ def evidence_signals(question: str, ranked: list[Sentence]) -> dict:
         return {"sentence_score": 0.0, "similarity": 0.0, "chunk_score": 0.0, "lemma_coverage": 0.0,
                 "idf_coverage": 0.0, "missing_idf": 10.0, "missing_names": 1.0, "agreement": 0.0, "margin": 0.0}
     top = ranked[0]
-    context = top.hit.text.lower()
+    context = top.hit.text
     ranks = top.hit.ranks or {}
     return {
         "sentence_score": top.score,
@@ -262,7 +262,7 @@ def evidence_signals(question: str, ranked: list[Sentence]) -> dict:
         # Names and numbers of the question that its chunk lacks: SQuAD 2.0's unanswerable
         # questions often swap in another name or year.
         "missing_idf": top.missing_idf,
-        "missing_names": float(sum(name.lower() not in context for name in question_names(question))),
+        "missing_names": float(sum(not name_in(name, context) for name in question_names(question))),
         # How many of the three retrievers (vector, BM25, best sentence) put its chunk in their top 3.
         "agreement": float(sum(1 for r in ranks.values() if r <= 3)),
         "margin": top.score - ranked[1].score if len(ranked) > 1 else top.score,

@@ -103,12 +103,28 @@ def content_lemmas(text: str) -> list[str]:
     return [lemma(w) for w in _WORD_RE.findall(text) if w.lower().replace("’", "'") not in _STOP]
 
 
-_NAME_OR_NUMBER_RE = re.compile(r"\b(?:[A-Z][a-zA-Z'’-]+|\d[\d,.]*)")
+_NAME_OR_NUMBER_RE = re.compile(r"\b(?:[A-Z][a-zA-Z'’-]+\.?(?:\s+[A-Z][a-zA-Z'’-]+\.?)*|\d[\d,.]*\d|\d)")
 
 
 def question_names(question: str) -> list[str]:
-    """Capitalised words and numbers of a question, but its first word (capitalised anyway)."""
-    return [m.group(0) for m in _NAME_OR_NUMBER_RE.finditer(question) if m.start() > 0]
+    """Names (runs of capitalised words: "Gen. Mark Milley") and numbers of a question, but its
+    first word, which is capitalised anyway."""
+    found = []
+    for m in _NAME_OR_NUMBER_RE.finditer(question):
+        words = m.group(0).split()
+        if m.start() == 0:
+            words = words[1:]
+        if words:
+            found.append(" ".join(words))
+    return found
+
+
+def name_in(name: str, text: str) -> bool:
+    """A name is in a text when any of its words of three letters or more is (Milley for Gen. Mark
+    Milley), a number when it is there as written."""
+    lowered = text.lower()
+    words = [w.strip(".").lower() for w in name.split() if len(w.strip(".")) >= 3] or [name.lower()]
+    return any(re.search(rf"\b{re.escape(w)}\b", lowered) for w in words)
 
 
 def lemma_coverage(question: str, text: str, skip_names: bool = False) -> float:
@@ -117,7 +133,7 @@ def lemma_coverage(question: str, text: str, skip_names: bool = False) -> float:
     entity counts, not the entity that every sentence around it repeats."""
     wanted = set(content_lemmas(question))
     if skip_names:
-        names = {lemma(word) for name in question_names(question) for word in name.split()}
+        names = {word for name in question_names(question) for word in content_lemmas(name)}
         wanted = (wanted - names) or wanted
     return len(wanted & set(content_lemmas(text))) / len(wanted) if wanted else 0.0
 

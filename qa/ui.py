@@ -77,14 +77,15 @@ class App:
             yield history, "", gr.update()
 
     def ask_api(self, question: str) -> str:
-        """The HTTP API: the answer text followed by its numbered sources."""
+        """The HTTP API: the answer text, its numbered sources (or the closest passages of a
+        refusal), then the answer's kind."""
         answer = self.library().ask(question)
         lines = [answer.text]
         for c in answer.citations:
             lines.append(f"[{c.n}] {c.title} ({c.published or 'undated'}): \"{c.quote}\"")
         for c in answer.closest:
             lines.append(f"closest: {c.title} ({c.published or 'undated'}): \"{c.quote}\"")
-        return "\n".join(lines)
+        return "\n".join(lines + [f"kind: {answer.kind}"])
 
     def ingest_api(self, files: list[FileData]) -> str:
         """The HTTP API for adding articles: one line per added/replaced/unchanged article and
