@@ -22,11 +22,12 @@ import json
 import math
 import re
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Iterator, Protocol
 
+from .chunking import sentence_spans
 from .config import Settings
 from .questions import (
     answer_kind, check_question, content_lemmas, has_pronoun, lemma_coverage, name_in, question_names, rewrite_follow_up,
@@ -201,6 +202,22 @@ def acronym_expansion(question: str, sentence: str) -> str | None:
             if phrase and len(phrase.group(0).split()) > 1:
                 return phrase.group(0)
     return None
+
+
+_LEADING_PRONOUN_RE = re.compile(r"^\W*(?:he|she|they|it|his|her|their|its|this|these|those)\b", re.I)
+
+
+def with_antecedent(sentence: Sentence) -> Sentence:
+    """The sentence joined with the one before it in its chunk when it opens with a pronoun: the
+    same article text, offsets from the earlier sentence's start."""
+    if not _LEADING_PRONOUN_RE.match(sentence.text):
+        return sentence
+    chunk = sentence.hit
+    before = [start for start, end in sentence_spans(chunk.text) if end <= sentence.start - chunk.start]
+    if not before:
+        return sentence
+    start = chunk.start + before[-1]
+    return replace(sentence, text=chunk.text[start - chunk.start : sentence.end - chunk.start], start=start)
 
 
 def coverage(question: str, text: str) -> float:
@@ -472,9 +489,10 @@ class Engine:
         yield answer
 
     def _quote(self, question: str, sentence: Sentence, signals: dict) -> Answer:
-        """The evidence sentence, verbatim and cited: nothing is invented."""
-        citation = Citation.of(1, sentence)
-        return Answer(sentence.text, [citation], 1.0, kind="quote", signals=signals)
+        """The evidence sentence, verbatim and cited: nothing is invented. One that opens with a
+        pronoun ("He said …") comes with the sentence before it, which names who."""
+        sentence = with_antecedent(sentence)
+        return Answer(sentence.text, [Citation.of(1, sentence)], 1.0, kind="quote", signals=signals)
 
     def _local_spans(self, question: str, evidence: list[Sentence], timings: dict, t: float):
         """The small base model reads one sentence at a time (a longer context confuses it): it

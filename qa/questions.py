@@ -28,7 +28,8 @@ def check_question(question: str | None, max_chars: int) -> str:
 # pattern that matches names the field.
 _ARTICLE = r"(?:the |this |that )?(?:article|story|report|piece|news(?: story| report)?)"
 FACT_PATTERNS: list[tuple[str, re.Pattern]] = [
-    ("author", re.compile(rf"\b(?:who (?:wrote|writes|authored|reported|penned)\b|(?:the )?(?:author|writer|byline|reporter)s? of\b|who is the (?:author|writer|reporter)\b)", re.I)),
+    ("author", re.compile(rf"\bwho (?:wrote|writes|authored|reported|penned|filed) (?:{_ARTICLE}|it|this)\b|"
+                          rf"\b(?:author|writer|byline|reporter)s? of {_ARTICLE}|\bwho is the (?:author|writer|reporter)\b(?! of (?!{_ARTICLE}))", re.I)),
     ("url", re.compile(rf"\b(?:url|link|web ?address)\b.*\b{_ARTICLE}|\bwhere can i (?:read|find) {_ARTICLE}", re.I)),
     ("source", re.compile(rf"\b(?:which|what) (?:news ?paper|outlet|agency|publication|source|site|website)\b.*\b(?:publish|run|carr|report|come|write)|\bsource of {_ARTICLE}|\bwhere (?:does|did) {_ARTICLE} come from", re.I)),
     ("published", re.compile(rf"\bwhen (?:was|is|did) {_ARTICLE}\b.*\b(?:publish|written|write|released|come out|appear|dated)|\b(?:date|publication date) of {_ARTICLE}|\bhow old is {_ARTICLE}", re.I)),
@@ -123,7 +124,8 @@ def name_in(name: str, text: str) -> bool:
     """A name is in a text when any of its words of three letters or more is (Milley for Gen. Mark
     Milley), a number when it is there as written."""
     lowered = text.lower()
-    words = [w.strip(".").lower() for w in name.split() if len(w.strip(".")) >= 3] or [name.lower()]
+    words = [re.sub(r"['’]s$", "", w.strip(".")).lower() for w in name.split()]
+    words = [w for w in words if len(w) >= 3] or [name.lower()]
     return any(re.search(rf"\b{re.escape(w)}\b", lowered) for w in words)
 
 
@@ -173,7 +175,8 @@ def rewrite_follow_up(question: str, history: list[tuple[str, str]]) -> str:
     if not history or not is_follow_up(question):
         return question
     previous_question, previous_answer = history[-1]
-    entity = _entity(previous_question, previous_answer)
+    # After a question about the article itself, "it" is the article.
+    entity = "the article" if answer_kind(previous_question)[0] == "fact" else _entity(previous_question, previous_answer)
     if entity is None or not _PRONOUN_RE.search(question):
         return f"{previous_question} {question}"
     replaced = False

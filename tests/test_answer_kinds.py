@@ -140,6 +140,8 @@ def test_lemmas_meet_across_inflection_and_derivation():
     ("How many pipes does the organ have?", ("span", None)),
     ("Who said GSOMIA scrapping was a misjudgment?", ("span", None)),
     ("Who wrote the Declaration of Independence?", ("span", None)),
+    ("Who is the author of Hamlet?", ("span", None)),
+    ("Who wrote it?", ("fact", "author")),
 ])
 def test_answer_kind_of_a_question(question, kind):
     assert answer_kind(question) == kind
@@ -154,6 +156,7 @@ def test_rewrite_follow_up_replaces_the_pronoun_with_the_previous_entity():
     # No pronoun but very short: the previous question joins it.
     assert rewrite_follow_up("And Kono?", [(WHO, "Motegi")]) == f"{WHO} And Kono?"
     assert rewrite_follow_up("Who is Japan's prime minister?", [(WHO, "Motegi")]) == "Who is Japan's prime minister?"
+    assert rewrite_follow_up("Who wrote it?", [("When was the article published?", "2019-11-12")]) == "Who wrote the article?"
 
 
 def test_span_helpers():
