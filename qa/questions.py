@@ -34,7 +34,8 @@ FACT_PATTERNS: list[tuple[str, re.Pattern]] = [
     ("source", re.compile(rf"\b(?:which|what) (?:news ?paper|outlet|agency|publication|source|site|website)\b.*\b(?:publish|run|carr|report|come|write)|\bsource of {_ARTICLE}|\bwhere (?:does|did) {_ARTICLE} come from", re.I)),
     ("published", re.compile(rf"\bwhen (?:was|is|did) {_ARTICLE}\b.*\b(?:publish|written|write|released|come out|appear|dated)|\b(?:date|publication date) of {_ARTICLE}|\bhow old is {_ARTICLE}", re.I)),
     ("dateline", re.compile(rf"\bwhere (?:was|is|did) {_ARTICLE}\b.*\b(?:report|filed|file|written|datelined|from)|\bdateline\b", re.I)),
-    ("title", re.compile(rf"\b(?:headline|title) of {_ARTICLE}|\bwhat is {_ARTICLE}(?:'s)? (?:headline|title)|\bwhat (?:headline|title)\b", re.I)),
+    ("title", re.compile(rf"\b(?:headline|title) of {_ARTICLE}|\bwhat is {_ARTICLE}(?:'s)? (?:headline|title)|"
+                         rf"\bwhat (?:is|was) the headline\b|\bwhat headline\b", re.I)),
 ]
 # Questions whose answer is a statement, not a phrase: why, how (not how many/much/long/old…),
 # and what someone said, thought or did. The answer is the evidence sentence itself.

@@ -141,6 +141,8 @@ def test_lemmas_meet_across_inflection_and_derivation():
     ("Who said GSOMIA scrapping was a misjudgment?", ("span", None)),
     ("Who wrote the Declaration of Independence?", ("span", None)),
     ("Who is the author of Hamlet?", ("span", None)),
+    ("What title was the Social Charter set to be included into the treaty under?", ("span", None)),
+    ("What was the headline?", ("fact", "title")),
     ("Who wrote it?", ("fact", "author")),
 ])
 def test_answer_kind_of_a_question(question, kind):
