@@ -39,6 +39,9 @@ class Settings(BaseSettings):
     llm_base_url: str | None = None
     llm_api_key: SecretStr | None = None
     llm_api: str | None = None  # chat | completions; default: completions for local, chat otherwise
+    # Base URLs a visitor may type on the chat page (comma-separated), besides the configured one.
+    # They never get the server's API key: it only goes to llm_base_url (or to OpenAI itself).
+    allowed_base_urls: str = ""
     llm_timeout: float = 60.0
     llm_retries: int = 1
     llm_threads: int | None = None

@@ -433,7 +433,8 @@ class Engine:
         if _is_refusal(raw):
             answer = self.not_found(ranked, signals)
         else:
-            answer = self._ground_chat(question, raw, evidence, signals) or self._quote(question, ranked[0], signals)
+            answer = (self._ground_chat(question, raw, evidence, signals) or self._quote(question, ranked[0], signals)
+                      or self.not_found(ranked, signals))
             if answer.kind == "span" and kind == "quote":
                 answer.kind = "quote"  # why / how / what-was-said: the model's sentences, citing the quotes
         answer.tokens = len(parts)
@@ -481,16 +482,20 @@ class Engine:
             answer = span
             answer.signals = signals | {"grounded": span.grounded}
         else:
-            answer = self._quote(question, ranked[0], signals)
+            answer = self._quote(question, ranked[0], signals) or self.not_found(ranked, signals)
         if kind != "span":  # nothing streamed yet: the quote or the refusal is the whole text
             timings.setdefault("first_token", time.perf_counter() - t)
             yield answer.text
         answer.tokens = tokens
         yield answer
 
-    def _quote(self, question: str, sentence: Sentence, signals: dict) -> Answer:
+    def _quote(self, question: str, sentence: Sentence, signals: dict) -> Answer | None:
         """The evidence sentence, verbatim and cited: nothing is invented. One that opens with a
-        pronoun ("He said …") comes with the sentence before it, which names who."""
+        pronoun ("He said …") comes with the sentence before it, which names who. None when the
+        sentence holds none of what is asked beyond its names ("the population of Tokyo" from a
+        sentence that only mentions Tokyo): on SQuAD 2.0 this costs no useful answer."""
+        if lemma_coverage(question, sentence.text, skip_names=True) == 0:
+            return None
         sentence = with_antecedent(sentence)
         return Answer(sentence.text, [Citation.of(1, sentence)], 1.0, kind="quote", signals=signals)
 

@@ -104,7 +104,8 @@ class OpenAILLM:
     def __init__(self, model: str, base_url: str | None, api_key: str | None, style: str, timeout: float, retries: int):
         from openai import OpenAI
 
-        key = api_key or os.environ.get("OPENAI_API_KEY")
+        # OPENAI_API_KEY belongs to OpenAI: it is never sent to another base URL.
+        key = api_key or (os.environ.get("OPENAI_API_KEY") if base_url is None else None)
         if not key and not base_url:
             raise BackendError("OPENAI_API_KEY (or QA_LLM_API_KEY) is not set")
         self.client = OpenAI(api_key=key or "unused", base_url=base_url, timeout=timeout, max_retries=retries)
@@ -147,6 +148,29 @@ class OpenAILLM:
 
 
 BACKENDS = ("local", "openai", "openai-compatible")
+
+
+def normalise_url(url: str) -> str:
+    return url.strip().rstrip("/")
+
+
+def for_visitor(server: Settings, backend: str | None = None, model: str | None = None, base_url: str | None = None) -> Settings:
+    """The server's settings with one visitor's LLM choices applied, for that visitor alone.
+
+    The server's API key goes only to the base URL the operator configured (QA_LLM_BASE_URL). A
+    base URL typed by a visitor must be listed in QA_ALLOWED_BASE_URLS, and gets no key."""
+    backend = backend or server.llm_backend
+    if backend not in BACKENDS:
+        raise BackendError(f"unknown LLM backend '{backend}' (choose {', '.join(BACKENDS)})")
+    update: dict = {"llm_backend": backend, "llm_model": model or server.llm_model}
+    typed = normalise_url(base_url) if base_url and base_url.strip() else None
+    configured = normalise_url(server.llm_base_url) if server.llm_base_url else None
+    if backend == "openai-compatible" and typed and typed != configured:
+        allowed = {normalise_url(u) for u in server.allowed_base_urls.split(",") if u.strip()}
+        if typed not in allowed:
+            raise BackendError(f"base URL {typed} is not allowed on this server (the operator lists allowed ones in QA_ALLOWED_BASE_URLS)")
+        update |= {"llm_base_url": typed, "llm_api_key": None}
+    return server.model_copy(update=update)
 _CACHE: dict[tuple, LLM] = {}
 
 

@@ -38,19 +38,15 @@ class App:
             self.libraries[name] = Library(location, name, settings=self.settings)
         return self.libraries[name]
 
-    def for_settings(self, collection: str, backend: str, model: str, base_url: str, top_k: int) -> Library:
-        """The collection's library, answering with the backend chosen on the Settings tab."""
-        lib = self.library(collection)
-        wanted = {
-            "llm_backend": backend or self.settings.llm_backend,
-            "llm_model": model or None,
-            "llm_base_url": base_url or None,
-            "answer_k": int(top_k or self.settings.answer_k),
-        }
-        if any(getattr(lib.settings, k) != v for k, v in wanted.items()):
-            lib.settings = lib.settings.model_copy(update=wanted)
-            lib._engine = None  # rebuilt on next use with the new backend
-        return lib
+    def engine_for(self, collection: str, backend: str, model: str, base_url: str, top_k: int):
+        """The answer chain for one visitor's Settings-tab choices: a new Engine over the shared
+        collection, nothing shared mutated (another visitor keeps their own choices)."""
+        from .engine import Engine
+        from .llms import for_visitor, get_llm
+
+        settings = for_visitor(self.settings, backend, model, base_url)
+        settings = settings.model_copy(update={"answer_k": int(top_k or self.settings.answer_k)})
+        return Engine(self.library(collection), get_llm(settings), settings)
 
     # --- chat --------------------------------------------------------------------------------
     def respond(self, message: str, history: list, collection: str, backend: str, model: str, base_url: str, top_k: int):
@@ -62,9 +58,10 @@ class App:
         prior = [dict(m) for m in history]
         history = history + [{"role": "user", "content": message}, {"role": "assistant", "content": ""}]
         try:
-            lib = self.for_settings(collection, backend, model, base_url, top_k)
+            engine = self.engine_for(collection, backend, model, base_url, top_k)
+            lib = engine.evidence
             streamed = ""
-            for item in lib.stream(message, history=prior):
+            for item in engine.stream(message, history=prior):
                 if isinstance(item, Answer):
                     history[-1]["content"] = format_answer(item)
                     yield history, "", sources_html(lib, item)
@@ -211,11 +208,13 @@ def build(settings: Settings) -> gr.Blocks:
                 delete = gr.Button("Delete article", variant="stop", elem_id="delete")
             delete_message = gr.Markdown()
         with gr.Tab("Settings"):
-            backend = gr.Dropdown(["local", "openai", "openai-compatible"], value=settings.llm_backend, label="LLM backend")
+            backend = gr.Dropdown(["local", "openai", "openai-compatible"], value=settings.llm_backend, label="LLM backend", elem_id="backend")
             model = gr.Textbox(value=settings.llm_model or "", label="Model (server backends)")
-            base_url = gr.Textbox(value=settings.llm_base_url or "", label="Base URL (openai-compatible)")
+            base_url = gr.Textbox(value=settings.llm_base_url or "", label="Base URL (openai-compatible)", elem_id="base-url")
             top_k = gr.Slider(1, 50, value=settings.answer_k, step=1, label="Passages searched for evidence")
-            gr.Markdown("API keys are read from the server's environment (`QA_LLM_API_KEY`, `OPENAI_API_KEY`) and never shown here.")
+            gr.Markdown("Your choices here apply to your session only. API keys are read from the server's environment "
+                        "(`QA_LLM_API_KEY`, `OPENAI_API_KEY`), never shown here, and sent only to the server's configured "
+                        "base URL; another base URL must be allowed by the operator (`QA_ALLOWED_BASE_URLS`) and gets no key.")
 
         chat_inputs = [question, chatbot, collection, backend, model, base_url, top_k]
         question.submit(app.respond, chat_inputs, [chatbot, question, sources], api_visibility="private")

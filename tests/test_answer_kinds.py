@@ -4,6 +4,7 @@ the real local model on the seed article; and the chat path against a real chat-
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 
@@ -184,23 +185,24 @@ def test_chat_model_answers_with_numbered_citations(seeded_library, chat_server)
     items = list(engine.stream(WHO))
     answer = items[-1]
     assert len(items) > 2 and all(isinstance(t, str) for t in items[:-1])  # streamed from the server
-    assert answer.kind in ("span", "not_found"), answer
+    # The model's own text when it is grounded in what it cites, else the best sentence quoted.
+    assert answer.kind in ("span", "quote"), answer
+    assert_cited_verbatim(seeded_library, answer)
+    assert any("complete misjudgment" in c.quote for c in answer.citations)
     if answer.kind == "span":
-        assert answer.grounded >= 0.5
-        assert_cited_verbatim(seeded_library, answer)
-        assert all(f"[{c.n}]" in answer.text or len(answer.citations) == 1 for c in answer.citations)
+        assert answer.grounded >= 0.5 and answer.text != answer.citations[0].quote
     else:
-        assert answer.closest
+        assert answer.text == answer.citations[0].quote and answer.tokens > 0  # the model spoke; its text was not grounded
     # The same kinds as the local path: facts from the record, refusals decided from the evidence.
     assert engine.ask("Who wrote the article?").text == "Mari Yamaguchi"
     refused = engine.ask("Who won the 2019 Rugby World Cup?")
-    assert refused.kind == "not_found" and refused.closest
+    assert refused.kind == "not_found" and refused.closest and refused.tokens == 0
 
 
 def test_chat_model_condenses_a_follow_up(seeded_library, chat_server):
     engine = chat_engine(seeded_library, chat_server)
     standalone, searched = engine.condense("What did he say about North Korea?", [(WHO, "Motegi [1]")])
-    assert standalone == searched and standalone.strip() and standalone != "What did he say about North Korea?"
+    # SmolLM2 tends to return the question unchanged; then the pronoun rule rewrites it.
+    assert standalone == searched and not re.search(r"\bhe\b", standalone, re.I) and "North Korea" in standalone
     answer = engine.ask("What did he say about North Korea?", history=[(WHO, "Motegi [1]")])
-    assert answer.kind in ("quote", "not_found")
-    assert answer.citations or answer.closest
+    assert answer.kind in ("quote", "span") and "North Korea" in answer.citations[0].quote
