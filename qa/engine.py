@@ -370,7 +370,7 @@ class Engine:
         else:
             answer = None
             generate = self._generate_chat if self.llm.style == "chat" else self._generate_local
-            for item in generate(standalone, kind, ranked, timings, t):
+            for item in generate(standalone, search_text, kind, ranked, timings, t):
                 if isinstance(item, Answer):
                     answer = item
                 else:
@@ -413,7 +413,7 @@ class Engine:
         return Answer(text, [citation], 1.0 if value else 0.0, kind="fact", signals={"field": name})
 
     # --- chat models -------------------------------------------------------------------------
-    def _generate_chat(self, question: str, kind: str, ranked: list[Sentence], timings: dict, t: float):
+    def _generate_chat(self, question: str, asked: str, kind: str, ranked: list[Sentence], timings: dict, t: float):
         """One prompt with the evidence sentences numbered; the model cites them as [n]. Its text is
         kept when grounded in what it cites; an ungrounded answer gives way to the best evidence
         sentence, quoted (kind quote) — the model's own refusal is respected."""
@@ -433,7 +433,7 @@ class Engine:
         if _is_refusal(raw):
             answer = self.not_found(ranked, signals)
         else:
-            answer = (self._ground_chat(question, raw, evidence, signals) or self._quote(question, ranked[0], signals)
+            answer = (self._ground_chat(question, raw, evidence, signals) or self._quote(asked, ranked[0], signals)
                       or self.not_found(ranked, signals))
             if answer.kind == "span" and kind == "quote":
                 answer.kind = "quote"  # why / how / what-was-said: the model's sentences, citing the quotes
@@ -455,9 +455,10 @@ class Engine:
         return Answer(raw, [Citation.of(n, e) for n, e in zip(cited_numbers, cited)], score, kind="span", signals=signals)
 
     # --- the small local model ---------------------------------------------------------------
-    def _generate_local(self, question: str, kind: str, ranked: list[Sentence], timings: dict, t: float):
+    def _generate_local(self, question: str, asked: str, kind: str, ranked: list[Sentence], timings: dict, t: float):
         """Decide from the evidence (and, for span questions, the model's span) whether to answer;
-        then answer with the span, or quote the evidence sentence."""
+        then answer with the span, or quote the evidence sentence. `asked`: what was searched (a
+        follow-up with the previous question)."""
         signals = evidence_signals(question, ranked)
         if not ranked:
             yield NOT_FOUND
@@ -482,19 +483,19 @@ class Engine:
             answer = span
             answer.signals = signals | {"grounded": span.grounded}
         else:
-            answer = self._quote(question, ranked[0], signals) or self.not_found(ranked, signals)
+            answer = self._quote(asked, ranked[0], signals) or self.not_found(ranked, signals)
         if kind != "span":  # nothing streamed yet: the quote or the refusal is the whole text
             timings.setdefault("first_token", time.perf_counter() - t)
             yield answer.text
         answer.tokens = tokens
         yield answer
 
-    def _quote(self, question: str, sentence: Sentence, signals: dict) -> Answer | None:
+    def _quote(self, asked: str, sentence: Sentence, signals: dict) -> Answer | None:
         """The evidence sentence, verbatim and cited: nothing is invented. One that opens with a
         pronoun ("He said …") comes with the sentence before it, which names who. None when the
         sentence holds none of what is asked beyond its names ("the population of Tokyo" from a
         sentence that only mentions Tokyo): on SQuAD 2.0 this costs no useful answer."""
-        if lemma_coverage(question, sentence.text, skip_names=True) == 0:
+        if lemma_coverage(asked, sentence.text, skip_names=True) == 0:
             return None
         sentence = with_antecedent(sentence)
         return Answer(sentence.text, [Citation.of(1, sentence)], 1.0, kind="quote", signals=signals)
