@@ -15,6 +15,9 @@ class Settings(BaseSettings):
     data_dir: Path = Path(".qa-data")
     chroma_url: str | None = None
     collection: str = "articles"
+    # The collections a server offers, comma-separated (the default one always): any other name
+    # is an error, never a new collection.
+    collections: str = ""
 
     # Embedder: "minilm" (packaged, offline), "openai", or "openai-compatible".
     embedder: str = "minilm"

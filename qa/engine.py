@@ -49,7 +49,7 @@ class EvidenceSource(Protocol):
     """What the engine needs from a library: ranked sentences for a question, and the article
     records (for questions about an article itself)."""
 
-    def sentences(self, question: str, pool: int | None = None) -> list[Sentence]: ...
+    def sentences(self, question: str, filters=None, pool: int | None = None) -> list[Sentence]: ...
 
     def articles(self) -> list: ...
 
@@ -350,8 +350,9 @@ class Engine:
         return prompt_template("local_answer.txt").rstrip().format(evidence=joined, question=" ".join(question.split()))
 
     # --- the chain ---------------------------------------------------------------------------
-    def stream(self, question: str, history=None) -> Iterator[str | Answer]:
-        """Yields answer text as it is produced, then the final Answer."""
+    def stream(self, question: str, history=None, filters=None) -> Iterator[str | Answer]:
+        """Yields answer text as it is produced, then the final Answer. `filters`: as for
+        Library.search (article_id, source, date_from, date_to)."""
         question = check_question(question, self.settings.max_question_chars)
         timings: dict[str, float] = {}
         t0 = time.perf_counter()
@@ -360,7 +361,7 @@ class Engine:
 
         t = time.perf_counter()
         kind, fact_field = answer_kind(standalone)
-        ranked = rank_evidence(standalone, self.evidence.sentences(search_text, pool=self.settings.answer_k))
+        ranked = rank_evidence(standalone, self.evidence.sentences(search_text, filters=filters, pool=self.settings.answer_k))
         timings["retrieve"] = time.perf_counter() - t
         t = time.perf_counter()
         if kind == "fact":
@@ -380,9 +381,9 @@ class Engine:
         answer.timings = timings | {"total": time.perf_counter() - t0}
         yield answer
 
-    def ask(self, question: str, history=None) -> Answer:
+    def ask(self, question: str, history=None, filters=None) -> Answer:
         answer = None
-        for item in self.stream(question, history):
+        for item in self.stream(question, history, filters):
             if isinstance(item, Answer):
                 answer = item
         assert answer is not None

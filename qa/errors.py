@@ -24,3 +24,7 @@ class EmbedderMismatch(StoreError):
 
 class BackendError(QAError):
     """An embedding or LLM backend failed (unreachable, bad key, timeout)."""
+
+
+class NotFound(QAError):
+    """An article or collection that does not exist."""

@@ -12,7 +12,7 @@ from gradio import FileData
 
 from .config import Settings
 from .engine import Answer
-from .errors import QAError
+from .errors import NotFound, QAError
 from .library import Library
 
 SEED_QUESTION = "Who said GSOMIA scrapping was a misjudgment?"
@@ -31,8 +31,15 @@ class App:
         self.settings = settings
         self.libraries: dict[str, Library] = {}
 
+    def collections(self) -> list[str]:
+        """The default collection, then those QA_COLLECTIONS lists."""
+        names = [self.settings.collection] + [n.strip() for n in self.settings.collections.split(",") if n.strip()]
+        return list(dict.fromkeys(names))
+
     def library(self, collection: str | None = None) -> Library:
         name = collection or self.settings.collection
+        if name not in self.collections():
+            raise NotFound(f"unknown collection '{name}' (this server has: {', '.join(self.collections())})")
         if name not in self.libraries:
             location = self.settings.chroma_url or self.settings.data_dir
             self.libraries[name] = Library(location, name, settings=self.settings)
@@ -175,8 +182,8 @@ def sources_html(lib: Library, answer: Answer) -> str:
     return "\n".join(parts + [_passage_html(lib, c, f"[{c.n}]") for c in answer.citations])
 
 
-def build(settings: Settings) -> gr.Blocks:
-    app = App(settings)
+def build(settings: Settings, app: App | None = None) -> gr.Blocks:
+    app = app or App(settings)
     collection_default = settings.collection
     initial_rows = app.article_rows(collection_default)
     with gr.Blocks(title="articles-qa") as demo:
@@ -195,7 +202,7 @@ def build(settings: Settings) -> gr.Blocks:
                     gr.Markdown("### Sources")
                     sources = gr.HTML("<p class='meta'>Sources of the latest answer appear here.</p>", elem_id="sources")
         with gr.Tab("Library"):
-            collection_box = gr.Textbox(value=collection_default, label="Collection", elem_id="collection")
+            collection_box = gr.Dropdown(app.collections(), value=collection_default, label="Collection", elem_id="collection")
             articles = gr.Dataframe(
                 headers=["id", "title", "date", "source", "chunks"], value=initial_rows,
                 interactive=False, elem_id="articles",
@@ -246,15 +253,27 @@ def upload_dir(settings: Settings) -> Path:
 
 
 def serve(settings: Settings, host: str = "127.0.0.1", port: int = 7860, concurrency: int = 2) -> None:
+    """One server, two faces: the chat page at / and the REST API under /v1 (OpenAPI at /docs)."""
+    import uvicorn
+    from fastapi import Depends, FastAPI
+
+    from .api import basic_auth, build_router, install_error_handlers
+
     # Gradio keeps uploads under GRADIO_TEMP_DIR with sanitised names; pin it inside the data dir.
     os.environ["GRADIO_TEMP_DIR"] = str(upload_dir(settings))
     upload_dir(settings).mkdir(parents=True, exist_ok=True)
-    demo = build(settings)
+    auth = auth_from_env(os.environ.get("QA_UI_AUTH"))
+    state = App(settings)
+    demo = build(settings, state)
     # One local model serves one answer at a time; the queue keeps others waiting, not failing.
     demo.queue(default_concurrency_limit=concurrency, max_size=200)
-    print(f"articles-qa chat on http://{host}:{port}", flush=True)
-    demo.launch(
-        server_name=host, server_port=port, auth=auth_from_env(os.environ.get("QA_UI_AUTH")),
-        css=CSS, footer_links=["api"], show_error=True, quiet=True,
-        max_file_size=f"{settings.max_file_mb:g}mb", allowed_paths=[], blocked_paths=[str(Path(settings.data_dir).resolve() / "chroma.sqlite3")],
+    server = FastAPI(title="articles-qa", description="Question answering over news articles, with cited sentences.")
+    install_error_handlers(server)
+    server.include_router(build_router(state), dependencies=[Depends(basic_auth(auth))])
+    server = gr.mount_gradio_app(
+        server, demo, path="/", auth=auth, css=CSS, footer_links=["api"], show_error=True,
+        max_file_size=f"{settings.max_file_mb:g}mb", allowed_paths=[],
+        blocked_paths=[str(Path(settings.data_dir).resolve() / "chroma.sqlite3")],
     )
+    print(f"articles-qa chat on http://{host}:{port} (REST API under /v1, docs at /docs)", flush=True)
+    uvicorn.run(server, host=host, port=port, log_level="warning")

@@ -95,7 +95,7 @@ class Sentences:
         self.text = text
         self.record = ArticleRecord("a1", "h", "h", "Tower", "tower.txt", "1889-03-31", 1, len(text), author="Ann Lee")
 
-    def sentences(self, question, pool=None):
+    def sentences(self, question, filters=None, pool=None):
         hit = Hit(self.text, 0.5, "Tower", "a1", 0, len(self.text), ranks={"vector": 1, "bm25": 1, "sentence": 1})
         found, start = [], 0
         for part in self.text.split(". "):
