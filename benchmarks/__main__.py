@@ -8,6 +8,7 @@ COMMANDS = {
     "ingest": ("benchmarks.performance", "main_ingest"),
     "query": ("benchmarks.performance", "main_query"),
     "scale": ("benchmarks.scale", "main"),
+    "api-load": ("benchmarks.api_load", "main"),
 }
 
 

@@ -22,7 +22,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from fastapi import APIRouter, FastAPI, File, HTTPException, Request, UploadFile
+from fastapi import APIRouter, Depends, FastAPI, File, HTTPException, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, Field
@@ -88,24 +88,36 @@ def install_error_handlers(app: FastAPI) -> None:
         return error(exc.status_code, str(exc.detail))
 
 
-def basic_auth(credentials: tuple[str, str] | None):
-    """A dependency: with QA_UI_AUTH set, the API wants the same user and password as the page
-    (HTTP basic auth); without it, the server binds loopback only unless told otherwise."""
+def access(tokens, basic: tuple[str, str] | None):
+    """`require(role)` dependencies. With tokens configured (QA_TOKENS), every call needs
+    `Authorization: Bearer TOKEN` of a role that may do it (401 without, 403 below the role);
+    else, with QA_UI_AUTH, the page's user and password (HTTP basic); else nothing (the server
+    binds loopback only unless told otherwise)."""
     import base64
     import secrets
 
-    def check(request: Request) -> None:
-        if credentials is None:
-            return
-        scheme, _, value = request.headers.get("Authorization", "").partition(" ")
-        try:
-            user, _, password = base64.b64decode(value).decode().partition(":") if scheme.lower() == "basic" else ("", "", "")
-        except ValueError:
-            user, password = "", ""
-        if not (secrets.compare_digest(user, credentials[0]) and secrets.compare_digest(password, credentials[1])):
-            raise HTTPException(401, "authentication required (the QA_UI_AUTH user and password, HTTP basic)")
+    def require(role: str):
+        def check(request: Request) -> None:
+            scheme, _, value = request.headers.get("Authorization", "").partition(" ")
+            if tokens:
+                user = tokens.user(value.strip()) if scheme.lower() == "bearer" else None
+                if user is None:
+                    raise HTTPException(401, "a token is required: Authorization: Bearer TOKEN")
+                if not user.can(role):
+                    raise HTTPException(403, f"the {user.role} role cannot do this (it needs {role})")
+                return
+            if basic is None:
+                return
+            try:
+                user, _, password = base64.b64decode(value).decode().partition(":") if scheme.lower() == "basic" else ("", "", "")
+            except ValueError:
+                user, password = "", ""
+            if not (secrets.compare_digest(user, basic[0]) and secrets.compare_digest(password, basic[1])):
+                raise HTTPException(401, "authentication required (the QA_UI_AUTH user and password, HTTP basic)")
 
-    return check
+        return Depends(check)
+
+    return require
 
 
 def answer_json(answer) -> dict:
@@ -116,14 +128,16 @@ def sse(event: str, data: Any) -> str:
     return f"event: {event}\ndata: {json.dumps(data)}\n\n"
 
 
-def build_router(app_state) -> APIRouter:
-    """`app_state`: the chat App (qa/ui.py), which holds one Library per collection."""
+def build_router(app_state, require, openapi=None) -> APIRouter:
+    """`app_state`: the chat App (qa/ui.py), which holds one Library per collection; `require`:
+    role checks (see access()); `openapi`: the app's schema, served at /v1/openapi.json."""
     router = APIRouter(prefix="/v1")
+    reader, editor = [require("reader")], [require("editor")]
 
     def library(collection: str | None):
         return app_state.library(collection)
 
-    @router.post("/ask")
+    @router.post("/ask", dependencies=reader)
     async def ask(body: AskRequest):
         engine = app_state.engine_for(body.collection or app_state.settings.collection, "", "", "", 0)
         if not body.stream:
@@ -144,7 +158,7 @@ def build_router(app_state) -> APIRouter:
 
         return StreamingResponse(iterate_in_threadpool(events()), media_type="text/event-stream")
 
-    @router.get("/search")
+    @router.get("/search", dependencies=reader)
     async def search(q: str, k: int = 5, chars: int | None = None, collection: str | None = None):
         if k < 1 or k > 100:
             raise InputError("k", "must be between 1 and 100")
@@ -155,12 +169,12 @@ def build_router(app_state) -> APIRouter:
         fields = ("article_id", "title", "published", "start", "end", "score", "text")
         return {"passages": [{f: getattr(h, f) for f in fields} for h in hits]}
 
-    @router.get("/articles")
+    @router.get("/articles", dependencies=reader)
     async def articles(collection: str | None = None):
         records = await run_in_threadpool(library(collection).articles)
         return {"articles": [r.__dict__ for r in records]}
 
-    @router.post("/articles")
+    @router.post("/articles", dependencies=editor)
     async def ingest(request: Request, collection: str | None = None, files: list[UploadFile] | None = File(None)):
         lib = library(collection)
         limit = int(app_state.settings.max_file_mb * 1e6)
@@ -175,7 +189,9 @@ def build_router(app_state) -> APIRouter:
                     if len(data) > limit:
                         raise HTTPException(413, f"{upload.filename}: larger than {app_state.settings.max_file_mb:g} MB")
                     # The client's file name is kept only as a name, never as a path.
-                    path = Path(tmp) / f"{n:04d}-{Path(upload.filename or 'upload.txt').name}"
+                    # (one folder per file: the name gives the article id and date, and may repeat)
+                    path = Path(tmp) / f"{n:04d}" / Path(upload.filename or "upload.txt").name
+                    path.parent.mkdir()
                     path.write_bytes(data)
                     paths.append(path)
             else:
@@ -193,18 +209,18 @@ def build_router(app_state) -> APIRouter:
             "chunks_added": report.chunks_added, "summary": report.summary(),
         }
 
-    @router.delete("/articles/{article_id}")
+    @router.delete("/articles/{article_id}", dependencies=editor)
     async def delete(article_id: str, collection: str | None = None):
         if not await run_in_threadpool(library(collection).delete, article_id):
             raise HTTPException(404, f"no article '{article_id}'")
         return {"deleted": article_id}
 
-    @router.get("/models")
+    @router.get("/models", dependencies=reader)
     async def models():
         names = app_state.collections()
         return {"object": "list", "data": [{"id": n, "object": "model", "owned_by": "articles-qa"} for n in names]}
 
-    @router.post("/chat/completions")
+    @router.post("/chat/completions", dependencies=reader)
     async def chat_completions(body: ChatRequest):
         from .engine import normalise_history
 
@@ -254,7 +270,11 @@ def build_router(app_state) -> APIRouter:
 
         return StreamingResponse(iterate_in_threadpool(events()), media_type="text/event-stream")
 
-    @router.get("/health")
+    @router.get("/openapi.json", dependencies=reader, include_in_schema=False)
+    async def schema():
+        return openapi() if openapi else {}
+
+    @router.get("/health", dependencies=reader)
     async def health():
         from importlib.metadata import version
 

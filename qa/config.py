@@ -45,6 +45,9 @@ class Settings(BaseSettings):
     # Base URLs a visitor may type on the chat page (comma-separated), besides the configured one.
     # They never get the server's API key: it only goes to llm_base_url (or to OpenAI itself).
     allowed_base_urls: str = ""
+    # Tokens with roles for `qa serve` (qa/auth.py): "name:token:role,…" and/or a file of such lines.
+    tokens: str = ""
+    tokens_file: Path | None = None
     llm_timeout: float = 60.0
     llm_retries: int = 1
     llm_threads: int | None = None

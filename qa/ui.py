@@ -12,6 +12,7 @@ from gradio import FileData
 
 from .config import Settings
 from .engine import Answer
+from .auth import User
 from .errors import NotFound, QAError
 from .library import Library
 
@@ -28,8 +29,24 @@ class App:
     """Holds one Library per collection; every handler goes through the Python API."""
 
     def __init__(self, settings: Settings):
+        from .auth import Tokens
+
         self.settings = settings
         self.libraries: dict[str, Library] = {}
+        self.tokens = Tokens.from_settings(settings)
+
+    def user(self, request: gr.Request | None) -> User:
+        """Who is asking: the logged-in token's user, or — without tokens configured — an admin
+        (the page is then guarded by QA_UI_AUTH or by binding loopback)."""
+        if not self.tokens:
+            return User("local", "admin")
+        user = self.tokens.by_name(getattr(request, "username", None))
+        return user or User("anonymous", "reader")
+
+    def require(self, request: gr.Request | None, role: str, what: str) -> None:
+        user = self.user(request)
+        if not user.can(role):
+            raise gr.Error(f"{user.name} ({user.role}) may not {what}: it needs the {role} role")
 
     def collections(self) -> list[str]:
         """The default collection, then those QA_COLLECTIONS lists."""
@@ -56,7 +73,10 @@ class App:
         return Engine(self.library(collection), get_llm(settings), settings)
 
     # --- chat --------------------------------------------------------------------------------
-    def respond(self, message: str, history: list, collection: str, backend: str, model: str, base_url: str, top_k: int):
+    def respond(self, message: str, history: list, collection: str, backend: str, model: str, base_url: str, top_k: int,
+                request: gr.Request = None):
+        if not self.user(request).can("editor"):  # a reader's page has no Settings tab: the server's own
+            backend, model, base_url, top_k = "", "", "", 0
         history = list(history or [])
         message = (message or "").strip()
         if not message:
@@ -91,9 +111,10 @@ class App:
             lines.append(f"closest: {c.title} ({c.published or 'undated'}): \"{c.quote}\"")
         return "\n".join(lines + [f"kind: {answer.kind}"])
 
-    def ingest_api(self, files: list[FileData]) -> str:
+    def ingest_api(self, files: list[FileData], request: gr.Request = None) -> str:
         """The HTTP API for adding articles: one line per added/replaced/unchanged article and
         per rejected file, then the summary."""
+        self.require(request, "editor", "add articles")
         report = self.library().ingest([Path(f["path"] if isinstance(f, dict) else f.path) for f in files or []])
         lines = [f"{label}: {article_id}" for label, ids in (("added", report.added), ("replaced", report.replaced), ("unchanged", report.unchanged)) for article_id in ids]
         lines += [f"rejected: {Path(source).name}: {reason}" for source, reason in report.rejected]
@@ -103,7 +124,8 @@ class App:
     def article_rows(self, collection: str) -> list[list]:
         return [[a.id, a.title, a.published or "", Path(a.source).name, a.chunks] for a in self.library(collection).articles()]
 
-    def upload(self, files, collection: str, progress=gr.Progress()):
+    def upload(self, files, collection: str, request: gr.Request = None, progress=gr.Progress()):
+        self.require(request, "editor", "add articles")
         rows = []
         lib = self.library(collection)
         for path in progress.tqdm(files or [], desc="Ingesting"):
@@ -122,12 +144,20 @@ class App:
         rows = self.article_rows(collection)
         return rows, gr.update(choices=[row[0] for row in rows], **choice)
 
-    def delete(self, article_id: str, collection: str):
+    def delete(self, article_id: str, collection: str, request: gr.Request = None):
+        self.require(request, "editor", "delete articles")
         if not article_id:
             return "Choose an article to delete.", self.article_rows(collection), gr.update()
         done = self.library(collection).delete(article_id)
         message = f"Deleted {article_id}." if done else f"No article '{article_id}'."
         return (message, *self.library_view(collection, value=None))
+
+    def controls(self, request: gr.Request = None):
+        """The signed-in line and the visibility of the editor's controls, for this visitor."""
+        user = self.user(request)
+        editor = gr.update(visible=user.can("editor"))
+        line = f"Signed in as **{user.name}** ({user.role})." if self.tokens else ""
+        return line, editor, editor, editor, editor
 
     def examples(self) -> list[str]:
         """Example questions: the seed question when the seed is stored, then one per article title."""
@@ -215,13 +245,14 @@ def build(settings: Settings, app: App | None = None) -> gr.Blocks:
                 delete = gr.Button("Delete article", variant="stop", elem_id="delete")
             delete_message = gr.Markdown()
         with gr.Tab("Settings"):
-            backend = gr.Dropdown(["local", "openai", "openai-compatible"], value=settings.llm_backend, label="LLM backend", elem_id="backend")
-            model = gr.Textbox(value=settings.llm_model or "", label="Model (server backends)")
-            base_url = gr.Textbox(value=settings.llm_base_url or "", label="Base URL (openai-compatible)", elem_id="base-url")
-            top_k = gr.Slider(1, 50, value=settings.answer_k, step=1, label="Passages searched for evidence")
-            gr.Markdown("Your choices here apply to your session only. API keys are read from the server's environment "
-                        "(`QA_LLM_API_KEY`, `OPENAI_API_KEY`), never shown here, and sent only to the server's configured "
-                        "base URL; another base URL must be allowed by the operator (`QA_ALLOWED_BASE_URLS`) and gets no key.")
+            with gr.Column(elem_id="settings") as settings_box:  # hidden for a reader
+                backend = gr.Dropdown(["local", "openai", "openai-compatible"], value=settings.llm_backend, label="LLM backend", elem_id="backend")
+                model = gr.Textbox(value=settings.llm_model or "", label="Model (server backends)")
+                base_url = gr.Textbox(value=settings.llm_base_url or "", label="Base URL (openai-compatible)", elem_id="base-url")
+                top_k = gr.Slider(1, 50, value=settings.answer_k, step=1, label="Passages searched for evidence")
+                gr.Markdown("Your choices here apply to your session only. API keys are read from the server's environment "
+                            "(`QA_LLM_API_KEY`, `OPENAI_API_KEY`), never shown here, and sent only to the server's configured "
+                            "base URL; another base URL must be allowed by the operator (`QA_ALLOWED_BASE_URLS`) and gets no key.")
 
         chat_inputs = [question, chatbot, collection, backend, model, base_url, top_k]
         question.submit(app.respond, chat_inputs, [chatbot, question, sources], api_visibility="private")
@@ -233,6 +264,10 @@ def build(settings: Settings, app: App | None = None) -> gr.Blocks:
         )
         uploads.upload(app.upload, [uploads, collection], [upload_results, upload_summary, articles, to_delete], api_visibility="private")
         delete.click(app.delete, [to_delete, collection], [delete_message, articles, to_delete], api_visibility="private")
+        # What this visitor's role may see: a reader gets no upload, delete or settings controls
+        # (and the handlers refuse those calls anyway).
+        signed_in = gr.Markdown(elem_id="signed-in")
+        demo.load(app.controls, None, [signed_in, uploads, to_delete, delete, settings_box], api_visibility="private")
         gr.api(app.ask_api, api_name="ask")
         gr.api(app.ingest_api, api_name="ingest")
     return demo
@@ -255,9 +290,9 @@ def upload_dir(settings: Settings) -> Path:
 def serve(settings: Settings, host: str = "127.0.0.1", port: int = 7860, concurrency: int = 2) -> None:
     """One server, two faces: the chat page at / and the REST API under /v1 (OpenAPI at /docs)."""
     import uvicorn
-    from fastapi import Depends, FastAPI
+    from fastapi import FastAPI
 
-    from .api import basic_auth, build_router, install_error_handlers
+    from .api import access, build_router, install_error_handlers
 
     # Gradio keeps uploads under GRADIO_TEMP_DIR with sanitised names; pin it inside the data dir.
     os.environ["GRADIO_TEMP_DIR"] = str(upload_dir(settings))
@@ -267,11 +302,15 @@ def serve(settings: Settings, host: str = "127.0.0.1", port: int = 7860, concurr
     demo = build(settings, state)
     # One local model serves one answer at a time; the queue keeps others waiting, not failing.
     demo.queue(default_concurrency_limit=concurrency, max_size=200)
-    server = FastAPI(title="articles-qa", description="Question answering over news articles, with cited sentences.")
+    # With tokens or a password configured nothing is served unauthenticated: the OpenAPI schema
+    # is then only at /v1/openapi.json (with credentials), and /docs is off.
+    open_docs = not (state.tokens or auth)
+    server = FastAPI(title="articles-qa", description="Question answering over news articles, with cited sentences.",
+                     docs_url="/docs" if open_docs else None, openapi_url="/openapi.json" if open_docs else None)
     install_error_handlers(server)
-    server.include_router(build_router(state), dependencies=[Depends(basic_auth(auth))])
+    server.include_router(build_router(state, access(state.tokens, auth), lambda: server.openapi()))
     server = gr.mount_gradio_app(
-        server, demo, path="/", auth=auth, css=CSS, footer_links=["api"], show_error=True,
+        server, demo, path="/", auth=state.tokens.login if state.tokens else auth, css=CSS, footer_links=["api"], show_error=True,
         max_file_size=f"{settings.max_file_mb:g}mb", allowed_paths=[],
         blocked_paths=[str(Path(settings.data_dir).resolve() / "chroma.sqlite3")],
     )

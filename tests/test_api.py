@@ -42,7 +42,9 @@ def call(method: str, url: str, body=None, headers=None) -> tuple[int, dict]:
         return exc.code, json.loads(exc.read())
 
 
-def test_health_and_models(service):
+def test_health_models_and_docs(service):
+    status, schema = call("GET", f"{service}/openapi.json")
+    assert status == 200 and {"/v1/ask", "/v1/chat/completions", "/v1/articles/{article_id}"} <= set(schema["paths"])
     status, health = call("GET", f"{service}/v1/health")
     assert status == 200 and health["ok"] and health["articles"] == 1 and health["store"] == "ok"
     assert set(health["versions"]) >= {"articles-qa", "chromadb"}
@@ -119,4 +121,102 @@ def test_bad_requests_get_one_line_json_errors(service):
     status, before = call("GET", f"{service}/v1/articles")
     status, body = call("POST", f"{service}/v1/articles", {"records": "nope"})
     assert status == 400 and body["error"]["message"].startswith("body: expected JSON")
+    assert call("GET", f"{service}/v1/articles")[1] == before
+
+
+# --- tokens with roles ------------------------------------------------------------------------------
+TOKENS = "ann:reader-token-1:reader,ed:editor-token-2:editor"
+
+
+@pytest.fixture(scope="module")
+def guarded(tmp_path_factory):
+    """`qa serve` with tokens: a reader and an editor."""
+    home = tmp_path_factory.mktemp("guarded")
+    env = {**os.environ, "QA_DATA_DIR": str(home / "data"), "QA_TOKENS": TOKENS, "HF_HUB_OFFLINE": "1"}
+    subprocess.run([QA, "ingest", str(SEED)], cwd=home, env=env, check=True, capture_output=True, timeout=300)
+    port = free_port()
+    with server_process([QA, "serve", "--port", str(port)], home / "serve.log", cwd=home, env=env) as proc:
+        wait_http(f"http://127.0.0.1:{port}/", 180, proc)
+        yield f"http://127.0.0.1:{port}", home
+
+
+def bearer(token: str) -> dict:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def test_roles_on_the_api(guarded):
+    url, _home = guarded
+    article = "2019-11-12-japan-us-gsomia"
+    status, body = call("GET", f"{url}/v1/articles")
+    assert status == 401 and "Bearer" in body["error"]["message"]
+    assert call("GET", f"{url}/v1/openapi.json")[0] == 401
+    status, schema = call("GET", f"{url}/v1/openapi.json", headers=bearer("reader-token-1"))
+    assert status == 200 and "/v1/ask" in schema["paths"]
+    with pytest.raises(urllib.error.HTTPError):  # the page, its API and /docs want a login too
+        urllib.request.urlopen(f"{url}/docs", timeout=10)
+    assert call("GET", f"{url}/v1/articles", headers=bearer("wrong"))[0] == 401
+    status, listed = call("GET", f"{url}/v1/articles", headers=bearer("reader-token-1"))
+    assert status == 200 and [a["id"] for a in listed["articles"]] == [article]
+    status, answer = call("POST", f"{url}/v1/ask", {"question": QUESTION}, headers=bearer("reader-token-1"))
+    assert status == 200 and "Motegi" in answer["answer"]
+    status, body = call("DELETE", f"{url}/v1/articles/{article}", headers=bearer("reader-token-1"))
+    assert status == 403 and body["error"]["message"] == "the reader role cannot do this (it needs editor)"
+    status, body = call("POST", f"{url}/v1/articles", {"records": [{"text": "A new article."}]}, headers=bearer("reader-token-1"))
+    assert status == 403
+    status, listed = call("GET", f"{url}/v1/articles", headers=bearer("editor-token-2"))
+    assert [a["id"] for a in listed["articles"]] == [article]  # nothing changed
+    record = {"id": "ferry", "text": "The Busan ferry line reopened on Thursday after a two-week strike."}
+    status, report = call("POST", f"{url}/v1/articles", {"records": [record]}, headers=bearer("editor-token-2"))
+    assert status == 200 and report["added"] == ["ferry"]
+    assert call("DELETE", f"{url}/v1/articles/ferry", headers=bearer("editor-token-2")) == (200, {"deleted": "ferry"})
+
+
+def test_roles_on_the_page(guarded):
+    """The page's login takes a token's name and the token; a reader sees no upload, delete or
+    settings controls, an editor does; and the server refuses a reader's ingest call too."""
+    from gradio_client import Client, handle_file
+
+    url, home = guarded
+    from playwright.sync_api import expect, sync_playwright
+
+    from .test_ui import CHROMIUM, launch_args
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=launch_args())
+        for name, token, sees in (("ann", "reader-token-1", False), ("ed", "editor-token-2", True)):
+            page = browser.new_context().new_page()
+            page.set_default_timeout(60_000)
+            page.goto(url + "/")
+            page.get_by_label("username").fill(name)
+            page.get_by_label("password").fill(token)
+            page.get_by_role("button", name="Login").click()
+            expect(page.locator("#signed-in")).to_contain_text(f"Signed in as {name}", timeout=60_000)
+            page.get_by_role("tab", name="Library").click()
+            expect(page.locator("#articles")).to_contain_text("2019-11-12-japan-us-gsomia")
+            assert page.locator("#upload").is_visible() is sees
+            assert page.locator("#delete").is_visible() is sees
+            page.get_by_role("tab", name="Settings").click()
+            assert page.locator("#backend").is_visible() is sees and page.locator("#base-url").is_visible() is sees
+        browser.close()
+    article = home / "note.txt"
+    article.write_text("A short note about ferries reopening in Busan on Thursday.\n")
+    with pytest.raises(Exception, match="may not add articles"):
+        Client(url + "/", auth=("ann", "reader-token-1"), verbose=False).predict([handle_file(str(article))], api_name="/ingest")
+
+
+def test_files_upload_and_oversize_upload(service):
+    boundary = uuid.uuid4().hex
+
+    def multipart(name: str, data: bytes) -> bytes:
+        return (f"--{boundary}\r\nContent-Disposition: form-data; name=\"files\"; filename=\"{name}\"\r\n"
+                "Content-Type: text/plain\r\n\r\n").encode() + data + f"\r\n--{boundary}--\r\n".encode()
+
+    headers = {"Content-Type": f"multipart/form-data; boundary={boundary}"}
+    text = b"Harbour reopens\n\nThe old harbour in Kobe reopened on Monday after repairs, officials said.\n"
+    status, report = call("POST", f"{service}/v1/articles", multipart("../../2019-11-20-harbour.txt", text), headers)
+    assert status == 200 and report["added"] == ["2019-11-20-harbour"]
+    assert call("DELETE", f"{service}/v1/articles/2019-11-20-harbour")[0] == 200
+    status, before = call("GET", f"{service}/v1/articles")
+    status, body = call("POST", f"{service}/v1/articles", multipart("big.txt", b"word " * 4_200_001), headers)
+    assert status == 413 and body["error"]["message"] == "big.txt: larger than 20 MB"
     assert call("GET", f"{service}/v1/articles")[1] == before

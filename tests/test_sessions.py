@@ -123,3 +123,41 @@ def test_openai_key_from_the_environment_never_goes_to_another_base_url(monkeypa
     with pytest.raises(BackendError):
         list(llm.stream([{"role": "user", "content": "hi"}], max_tokens=1))
     assert seen and all(SECRET not in (auth or "") for _path, auth in seen)
+
+
+def test_two_browser_sessions_keep_their_own_settings(tmp_path, recorder):
+    """Two visitors of one real `qa serve`: one points the Settings tab at an allowed server of
+    their own, the other keeps the local model; each gets their own answers, and the typed server
+    never receives the server's key."""
+    import os
+    import subprocess
+
+    from playwright.sync_api import expect, sync_playwright
+
+    from .conftest import free_port, server_process, wait_http
+    from .test_ui import CHROMIUM, QA, launch_args
+
+    url, seen = recorder
+    env = {**os.environ, "QA_DATA_DIR": str(tmp_path / "data"), "QA_LLM_API_KEY": SECRET, "QA_ALLOWED_BASE_URLS": url}
+    subprocess.run([QA, "ingest", str(SEED)], cwd=tmp_path, env=env, check=True, capture_output=True, timeout=300)
+    port = free_port()
+    with server_process([QA, "serve", "--port", str(port)], tmp_path / "serve.log", cwd=tmp_path, env=env) as proc:
+        wait_http(f"http://127.0.0.1:{port}/", 180, proc)
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=launch_args())
+            a, b = (browser.new_context().new_page() for _ in range(2))
+            for page in (a, b):
+                page.set_default_timeout(90_000)
+                page.goto(f"http://127.0.0.1:{port}/")
+            a.get_by_role("tab", name="Settings").click()
+            a.locator("#backend input").fill("openai-compatible")
+            a.locator("#backend input").press("Enter")
+            a.locator("#base-url textarea").fill(url)
+            a.get_by_role("tab", name="Chat").click()
+            for page in (a, b):
+                page.locator("#question textarea").fill(QUESTION)
+                page.locator("#ask").click()
+            expect(a.locator("#chat")).to_contain_text("has no model", timeout=90_000)  # A's own server answered
+            expect(b.locator("#chat")).to_contain_text("Motegi", timeout=90_000)  # B: still the local model
+            browser.close()
+    assert seen and all(SECRET not in (auth or "") for _path, auth in seen)

@@ -48,6 +48,12 @@ def test_gradio_client_ask_endpoint(ui):
     assert "complete misjudgment" in sources[0]
 
 
+def launch_args() -> list[str]:
+    """Headless Chromium that makes no connections of its own (the machine's network is closed)."""
+    return ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+            "--disable-sync", "--no-first-run"]
+
+
 @pytest.fixture
 def page(ui, tmp_path, request):
     if not os.path.exists(CHROMIUM):
@@ -55,11 +61,7 @@ def page(ui, tmp_path, request):
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(
-            executable_path=CHROMIUM, headless=True,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                  "--disable-sync", "--no-first-run"],
-        )
+        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=launch_args())
         page = browser.new_page()
         page.set_default_timeout(90_000)
         page.goto(ui["url"])
