@@ -120,10 +120,6 @@ def access(tokens, basic: tuple[str, str] | None):
     return require
 
 
-def answer_json(answer) -> dict:
-    return answer.to_dict()
-
-
 def sse(event: str, data: Any) -> str:
     return f"event: {event}\ndata: {json.dumps(data)}\n\n"
 
@@ -142,7 +138,7 @@ def build_router(app_state, require, openapi=None) -> APIRouter:
         engine = app_state.engine_for(body.collection or app_state.settings.collection, "", "", "", 0)
         if not body.stream:
             answer = await run_in_threadpool(engine.ask, body.question, body.history, body.filters)
-            return answer_json(answer)
+            return answer.to_dict()
 
         def events():
             from .engine import Answer
@@ -150,7 +146,7 @@ def build_router(app_state, require, openapi=None) -> APIRouter:
             try:
                 for item in engine.stream(body.question, body.history, body.filters):
                     if isinstance(item, Answer):
-                        yield sse("answer", answer_json(item))
+                        yield sse("answer", item.to_dict())
                     elif item:
                         yield sse("token", {"text": item})
             except QAError as exc:
@@ -227,6 +223,8 @@ def build_router(app_state, require, openapi=None) -> APIRouter:
         messages = [m.model_dump() for m in body.messages if m.role in ("user", "assistant")]
         if not messages or messages[-1]["role"] != "user":
             raise InputError("messages", "the last message must be the user's question")
+        # The last user turn is the question (paired with an empty reply, normalise_history reads
+        # its text the way it reads Gradio's and OpenAI's content parts).
         question = normalise_history(messages + [{"role": "assistant", "content": ""}])[-1][0]
         history = normalise_history(messages[:-1])
         engine = app_state.engine_for(body.model, "", "", "", 0)
