@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
+from qa.engine import KINDS
 from qa.metrics import exact_match, normalise_answer, percentile, token_f1
 
 from .datasets import EvalItem, load_dataset
@@ -113,7 +114,7 @@ def summarise(rows: list[dict]) -> dict:
                "useful": mean([float(r["useful"]) for r in answerable if r["answer_kind"] == kind]),
                "f1": mean([r["f1"] for r in answerable if r["answer_kind"] == kind]),
                "unanswerable": sum(r["answer_kind"] == kind for r in unanswerable)}
-        for kind in ("span", "quote", "fact", "not_found")
+        for kind in KINDS
     }
     judged = [r["judge_correct"] for r in answerable if r.get("judge_correct") is not None]
     if judged:
