@@ -286,10 +286,12 @@ def build_router(app_state, require, openapi=None) -> APIRouter:
         try:
             from .llms import get_llm
 
-            status["llm"] = get_llm(app_state.settings).name
+            llm = get_llm(app_state.settings)
+            await run_in_threadpool(llm.check)
+            status["llm"], status["llm_status"] = llm.name, "ok"
         except QAError as exc:
-            status["llm"] = str(exc)
-        ok = status["store"] == "ok" and not str(status["llm"]).startswith(("LLM", "unknown"))
+            status["llm_status"] = str(exc)
+        ok = status["store"] == "ok" and status["llm_status"] == "ok"
         return JSONResponse(status | {"ok": ok}, status_code=200 if ok else 503)
 
     return router

@@ -26,6 +26,10 @@ class LLM(Protocol):
     name: str
     style: str  # "completion" (a prompt string) or "chat" (a list of messages)
 
+    def check(self) -> None:
+        """Raise BackendError when the backend cannot answer (for health checks)."""
+        ...
+
     def stream(
         self, prompt, *, max_tokens: int, stop: list[str] | None = None, logprobs: list[float] | None = None
     ) -> Iterator[str]:
@@ -77,6 +81,13 @@ class LocalLLM:
                 self._model = Llama(model_path=local_model_path(), n_ctx=self.context, n_threads=self.threads, verbose=False)
         return self._model
 
+    def check(self) -> None:
+        """Reachable: the model file is there (loading it is left to the first question)."""
+        try:
+            local_model_path()
+        except (ImportError, OSError) as exc:
+            raise BackendError(f"local model unavailable ({exc})") from None
+
     def stream(
         self, prompt: str, *, max_tokens: int, stop: list[str] | None = None, logprobs: list[float] | None = None
     ) -> Iterator[str]:
@@ -113,6 +124,20 @@ class OpenAILLM:
         self.style = style
         self.timeout = timeout
         self.name = f"{'openai-compatible' if base_url else 'openai'}:{model}"
+
+    def check(self) -> None:
+        """Reachable: the server lists its models (with the key, within the timeout)."""
+        import openai
+
+        where = str(self.client.base_url).rstrip("/")
+        try:
+            self.client.with_options(timeout=min(self.timeout, 5.0), max_retries=0).models.list()
+        except openai.AuthenticationError:
+            raise BackendError(f"LLM server at {where} rejected the API key") from None
+        except (openai.APIConnectionError, openai.APITimeoutError):
+            raise BackendError(f"LLM server unreachable at {where}") from None
+        except openai.APIStatusError as exc:
+            raise BackendError(f"LLM server at {where} answered HTTP {exc.status_code}") from None
 
     def stream(
         self, prompt, *, max_tokens: int, stop: list[str] | None = None, logprobs: list[float] | None = None

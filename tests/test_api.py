@@ -46,7 +46,7 @@ def test_health_models_and_docs(service):
     status, schema = call("GET", f"{service}/openapi.json")
     assert status == 200 and {"/v1/ask", "/v1/chat/completions", "/v1/articles/{article_id}"} <= set(schema["paths"])
     status, health = call("GET", f"{service}/v1/health")
-    assert status == 200 and health["ok"] and health["articles"] == 1 and health["store"] == "ok"
+    assert status == 200 and health["ok"] and health["articles"] == 1 and health["store"] == health["llm_status"] == "ok"
     assert set(health["versions"]) >= {"articles-qa", "chromadb"}
     status, models = call("GET", f"{service}/v1/models")
     assert [m["id"] for m in models["data"]] == ["articles", "second"]
@@ -220,3 +220,22 @@ def test_files_upload_and_oversize_upload(service):
     status, body = call("POST", f"{service}/v1/articles", multipart("big.txt", b"word " * 4_200_001), headers)
     assert status == 413 and body["error"]["message"] == "big.txt: larger than 20 MB"
     assert call("GET", f"{service}/v1/articles")[1] == before
+
+
+def test_health_says_when_the_llm_server_is_down(tmp_path, llm_server):
+    from qa.errors import BackendError
+    from qa.llms import OpenAILLM
+
+    from .conftest import LLM_API_KEY
+
+    OpenAILLM("gemma", llm_server, LLM_API_KEY, "completions", timeout=10, retries=0).check()  # a real server: fine
+    with pytest.raises(BackendError, match="rejected the API key"):
+        OpenAILLM("gemma", llm_server, "wrong", "completions", timeout=10, retries=0).check()
+    env = {**os.environ, "QA_DATA_DIR": str(tmp_path / "data"), "QA_LLM_BACKEND": "openai-compatible",
+           "QA_LLM_BASE_URL": "http://127.0.0.1:9/v1"}
+    port = free_port()
+    with server_process([QA, "serve", "--port", str(port)], tmp_path / "serve.log", cwd=tmp_path, env=env) as proc:
+        wait_http(f"http://127.0.0.1:{port}/", 180, proc)
+        status, health = call("GET", f"http://127.0.0.1:{port}/v1/health")
+    assert status == 503 and not health["ok"] and health["store"] == "ok"
+    assert health["llm_status"] == "LLM server unreachable at http://127.0.0.1:9/v1"
