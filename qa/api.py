@@ -28,6 +28,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, Field
 from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 
+from .config import upload_dir
 from .errors import BackendError, InputError, NotFound, QAError, StoreError
 
 
@@ -174,8 +175,6 @@ def build_router(app_state, require, openapi=None) -> APIRouter:
     async def ingest(request: Request, collection: str | None = None, files: list[UploadFile] | None = File(None)):
         lib = library(collection)
         limit = int(app_state.settings.max_file_mb * 1e6)
-        from .ui import upload_dir
-
         upload_dir(app_state.settings).mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=upload_dir(app_state.settings), prefix="api-") as tmp:
             paths = []

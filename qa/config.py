@@ -70,3 +70,8 @@ class Settings(BaseSettings):
 def get_settings(**overrides) -> Settings:
     """Settings from env/.env with explicit (non-None) overrides applied on top."""
     return Settings(**{k: v for k, v in overrides.items() if v is not None})
+
+
+def upload_dir(settings: Settings) -> Path:
+    """Where uploaded files land (page or API): inside the data dir, never a shared /tmp."""
+    return (Path(settings.data_dir) / "uploads").resolve()

@@ -10,9 +10,9 @@ from pathlib import Path
 import gradio as gr
 from gradio import FileData
 
-from .config import Settings
-from .engine import Answer
 from .auth import User
+from .config import Settings, upload_dir
+from .engine import Answer
 from .errors import NotFound, QAError
 from .library import Library
 
@@ -280,11 +280,6 @@ def auth_from_env(value: str | None):
     if not user or not password:
         raise QAError("QA_UI_AUTH must look like user:password")
     return (user, password)
-
-
-def upload_dir(settings: Settings) -> Path:
-    """Where uploaded files land: inside the data dir, never a shared /tmp."""
-    return (Path(settings.data_dir) / "uploads").resolve()
 
 
 def serve(settings: Settings, host: str = "127.0.0.1", port: int = 7860, concurrency: int = 2) -> None:
