@@ -309,5 +309,6 @@ def serve(settings: Settings, host: str = "127.0.0.1", port: int = 7860, concurr
         max_file_size=f"{settings.max_file_mb:g}mb", allowed_paths=[],
         blocked_paths=[str(Path(settings.data_dir).resolve() / "chroma.sqlite3")],
     )
-    print(f"articles-qa chat on http://{host}:{port} (REST API under /v1, docs at /docs)", flush=True)
+    docs = "docs at /docs" if open_docs else "schema at /v1/openapi.json with credentials"
+    print(f"articles-qa chat on http://{host}:{port} (REST API under /v1, {docs})", flush=True)
     uvicorn.run(server, host=host, port=port, log_level="warning")
