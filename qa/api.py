@@ -229,17 +229,11 @@ def build_router(app_state, require, openapi=None) -> APIRouter:
         engine = app_state.engine_for(body.model, "", "", "", 0)
         created, ident = int(time.time()), f"chatcmpl-{uuid.uuid4().hex[:24]}"
 
-        def completion_text(answer) -> str:
-            if answer.refused or not answer.citations:
-                return answer.text
-            marks = " ".join(f"[{c.n}]" for c in answer.citations)
-            return answer.text if "[" in answer.text else f"{answer.text} {marks}"
-
         if not body.stream:
             answer = await run_in_threadpool(engine.ask, question, history)
             return {
                 "id": ident, "object": "chat.completion", "created": created, "model": body.model,
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": completion_text(answer)},
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": answer.cited_text()},
                              "finish_reason": "stop"}],
                 "citations": [c.to_dict() for c in answer.citations], "kind": answer.kind,
                 "usage": {"prompt_tokens": 0, "completion_tokens": answer.tokens, "total_tokens": answer.tokens},
@@ -259,7 +253,7 @@ def build_router(app_state, require, openapi=None) -> APIRouter:
             try:
                 for item in engine.stream(question, history):
                     if isinstance(item, Answer):
-                        yield chunk({"content": completion_text(item)})
+                        yield chunk({"content": item.cited_text()})
                         yield chunk({}, "stop", citations=[c.to_dict() for c in item.citations], kind=item.kind)
             except QAError as exc:
                 yield f"data: {json.dumps({'error': {'message': str(exc), 'type': type(exc).__name__}})}\n\n"

@@ -90,6 +90,13 @@ class Answer:
     def refused(self) -> bool:
         return self.kind == "not_found"
 
+    def cited_text(self) -> str:
+        """The text with its citation marks: "Motegi [1]" (a chat model's text has its own)."""
+        if self.refused or not self.citations:
+            return self.text
+        marks = " ".join(f"[{c.n}]" for c in self.citations)
+        return self.text if "[" in self.text else f"{self.text} {marks}"
+
     def to_dict(self) -> dict:
         return {
             "answer": self.text,

@@ -196,6 +196,8 @@ def for_visitor(server: Settings, backend: str | None = None, model: str | None 
             raise BackendError(f"base URL {typed} is not allowed on this server (the operator lists allowed ones in QA_ALLOWED_BASE_URLS)")
         update |= {"llm_base_url": typed, "llm_api_key": None}
     return server.model_copy(update=update)
+
+
 _CACHE: dict[tuple, LLM] = {}
 
 

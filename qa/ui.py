@@ -10,7 +10,7 @@ from pathlib import Path
 import gradio as gr
 from gradio import FileData
 
-from .auth import User
+from .auth import Tokens, User
 from .config import Settings, upload_dir
 from .engine import Answer
 from .errors import NotFound, QAError
@@ -29,8 +29,6 @@ class App:
     """Holds one Library per collection; every handler goes through the Python API."""
 
     def __init__(self, settings: Settings):
-        from .auth import Tokens
-
         self.settings = settings
         self.libraries: dict[str, Library] = {}
         self.tokens = Tokens.from_settings(settings)
@@ -90,7 +88,7 @@ class App:
             streamed = ""
             for item in engine.stream(message, history=prior):
                 if isinstance(item, Answer):
-                    history[-1]["content"] = format_answer(item)
+                    history[-1]["content"] = item.cited_text()
                     yield history, "", sources_html(lib, item)
                 else:
                     streamed += item
@@ -167,13 +165,6 @@ class App:
             questions.append(SEED_QUESTION)
         questions += [f"What is \"{r.title}\" about?" for r in records[:3] if r.title]
         return questions or [SEED_QUESTION]
-
-
-def format_answer(answer: Answer) -> str:
-    if answer.refused or not answer.citations:
-        return answer.text
-    marks = " ".join(f"[{c.n}]" for c in answer.citations)
-    return answer.text if "[" in answer.text else f"{answer.text} {marks}"
 
 
 def _passage_html(lib: Library, c, head: str) -> str:
