@@ -35,26 +35,37 @@ def timed(fn):
     return time.perf_counter() - t0, out
 
 
-def ours(folder: Path, precision: str, embedders: dict):
+def ours(folder: Path, encoder: str, embedders: dict):
     from qa.config import Settings
     from qa.library import Library
 
-    return Library(folder, "squad", settings=Settings(embed_precision=precision), embedder=embedders[precision])
+    return Library(folder, "squad", settings=Settings(embed_precision=encoder), embedder=embedders[encoder])
 
 
-def load_embedders() -> dict:
+def load_embedders() -> tuple[dict, dict]:
+    """Every encoder this CPU runs natively, loaded and warmed; and the machine's measured choice."""
     from qa.embeddings import MiniLMEmbedder
+    from qa.encoders import VARIANTS, cpu_supports_bf16
 
-    embedders = {"fp32": MiniLMEmbedder(precision="fp32"), "auto": MiniLMEmbedder(precision="auto")}
+    measurements = MiniLMEmbedder().encoders.measurements()
+    encoders = [v for v in VARIANTS if v != "torch-bf16" or cpu_supports_bf16()]
+    embedders = {v: MiniLMEmbedder(precision=v) for v in encoders}
     for e in embedders.values():
-        e.embed(["warm up", "the model and the precision check"])
-    return embedders
+        e.embed(["warm up", "the model before timing"])
+    return embedders, measurements
 
 
-def recall_ours(lib, questions, k: int) -> tuple[float, float]:
+def machine_line(measurements: dict) -> str:
+    from qa.encoders import cpu_flags, cpu_name
+
+    return f"CPU: {cpu_name()}, flags {' '.join(cpu_flags()) or 'none of interest'}; encoder chosen here: {measurements['chosen']}"
+
+
+def recall_ours(lib, questions, budget: int) -> tuple[float, float]:
+    """A gold answer span inside the passages a question gets within `budget` characters."""
     found, chars = 0, []
     for q in questions:
-        hits = lib.search(q.question, k=k)
+        hits = lib.passages(q.question, chars=budget)
         chars.append(sum(len(h.text) for h in hits))
         found += any(h.article_id == q.article_id and covers(h, q.spans) for h in hits)
     return found / len(questions), statistics.mean(chars)
@@ -85,63 +96,70 @@ def run_ingest(args) -> dict:
     tmp, corpus, texts, chosen = setup(args)
     chars = sum(len(t) for t in texts.values())
     chunk_text("Warm up the sentence splitter. Load it once.")
-    embedders = load_embedders()
+    embedders, measurements = load_embedders()
     stock_model = stock_embedder()
     stock_model.get_text_embedding("warm up")
-    times: dict[str, list[float]] = {"stock": [], "fp32": [], "auto": [], "reingest": []}
+    times: dict[str, list[float]] = {"stock": [], **{e: [] for e in embedders}, "reingest": []}
     last: dict = {}
     for r in range(args.repeats):
         dt, index = timed(lambda: build_stock_index(texts, tmp / f"stock-{r}", stock_model))
         times["stock"].append(dt)
         last["stock"] = index
-        for precision in ("fp32", "auto"):
-            lib = ours(tmp / f"{precision}-{r}", precision, embedders)
+        for encoder in embedders:  # interleaved with the stock run, so drift hits all alike
+            lib = ours(tmp / f"{encoder}-{r}", encoder, embedders)
             dt, report = timed(lambda: lib.ingest([corpus]))
             assert not report.rejected and report.chunks_added, report.summary()
-            times[precision].append(dt)
-            last[precision] = lib
-        dt, report = timed(lambda: last["auto"].ingest([corpus]))
+            times[encoder].append(dt)
+            last[encoder] = lib
+        dt, report = timed(lambda: last[measurements["chosen"]].ingest([corpus]))
         assert not report.added and not report.replaced and not report.chunks_added, report.summary()
         times["reingest"].append(dt)
         print(f"repeat {r + 1}: " + ", ".join(f"{k} {v[-1]:.2f} s" for k, v in times.items()), flush=True)
     med = {k: statistics.median(v) for k, v in times.items()}
-    recall = {p: recall_ours(last[p], chosen, args.k) for p in ("fp32", "auto")}
     stock_recall = recall_stock(last["stock"].as_retriever(similarity_top_k=args.stock_k), chosen)
     rows = [
-        {"pipeline": f"stock LlamaIndex (256/32, k={args.stock_k})", "ingest_s": med["stock"], "runs": times["stock"],
-         "chunks": last["stock"].vector_store._collection.count(), "recall": stock_recall[0], "context_chars": stock_recall[1]},
+        {"pipeline": f"stock LlamaIndex (256/32, k={args.stock_k})", "encoder": "torch-fp32 (HuggingFaceEmbedding)",
+         "ingest_s": med["stock"], "runs": times["stock"], "chunks": last["stock"].vector_store._collection.count(),
+         "recall": stock_recall[0], "context_chars": stock_recall[1]},
     ]
-    for p in ("fp32", "auto"):
-        rows.append({"pipeline": f"articles-qa {embedders[p].precision} (k={args.k})", "ingest_s": med[p], "runs": times[p],
-                     "chunks": last[p].store.chunks.count(), "recall": recall[p][0], "context_chars": recall[p][1]})
+    for encoder in embedders:
+        recall, context = recall_ours(last[encoder], chosen, args.chars)
+        rows.append({"pipeline": f"articles-qa ({args.chars} chars)" + (" *chosen*" if encoder == measurements["chosen"] else ""),
+                     "encoder": encoder, "ingest_s": med[encoder], "runs": times[encoder],
+                     "chunks": last[encoder].store.chunks.count(), "recall": recall, "context_chars": context})
+    reference = next(r["recall"] for r in rows if r["encoder"] == "torch-fp32")
     for row in rows:
         row["chars_per_s"] = chars / row["ingest_s"]
         row["speedup_vs_stock"] = med["stock"] / row["ingest_s"]
+        row["recall_vs_fp32"] = row["recall"] - reference if row is not rows[0] else None
     return {
         "benchmark": "ingest", "dataset": Path(args.squad).name, "chars": chars, "questions": len(chosen),
-        "repeats": args.repeats, "precision_chosen": embedders["auto"].precision,
-        "probe_cosine": embedders["auto"].probe_cosine, "rows": rows,
+        "repeats": args.repeats, "machine": machine_line(measurements), "encoder_chosen": measurements["chosen"],
+        "probe": measurements["variants"], "rows": rows,
         "reingest_s": med["reingest"], "reingest_runs": times["reingest"],
-        "reingest_share_of_fresh": med["reingest"] / med["auto"],
+        "reingest_share_of_fresh": med["reingest"] / med[measurements["chosen"]],
     }
 
 
 def print_ingest(result: dict) -> None:
     print(f"\nIngest of {result['dataset']} ({result['chars']:,} chars), median of {result['repeats']}; recall on {result['questions']} questions")
-    print(f"precision chosen: {result['precision_chosen']} (probe cosine to fp32: {result['probe_cosine']})")
-    header = f"{'pipeline':<38} {'ingest s':>8} {'chars/s':>8} {'vs stock':>8} {'chunks':>6} {'recall':>6} {'ctx chars':>9}"
+    print(result["machine"])
+    header = f"{'pipeline':<36} {'encoder':<34} {'ingest s':>8} {'chars/s':>8} {'vs stock':>8} {'chunks':>6} {'recall':>6} {'vs fp32':>7} {'ctx chars':>9}"
     print(header + "\n" + "-" * len(header))
     for r in result["rows"]:
-        print(f"{r['pipeline']:<38} {r['ingest_s']:>8.2f} {r['chars_per_s']:>8.0f} {r['speedup_vs_stock']:>7.2f}x {r['chunks']:>6} {r['recall']:>6.3f} {r['context_chars']:>9.0f}")
+        delta = "" if r["recall_vs_fp32"] is None else f"{r['recall_vs_fp32']:+.3f}"
+        print(f"{r['pipeline']:<36} {r['encoder']:<34} {r['ingest_s']:>8.2f} {r['chars_per_s']:>8.0f} {r['speedup_vs_stock']:>7.2f}x "
+              f"{r['chunks']:>6} {r['recall']:>6.3f} {delta:>7} {r['context_chars']:>9.0f}")
     print(f"re-ingest, unchanged corpus: {result['reingest_s']:.3f} s = {100 * result['reingest_share_of_fresh']:.1f}% of a fresh ingest")
 
 
 def run_query(args) -> dict:
     tmp, corpus, texts, chosen = setup(args)
-    embedders = load_embedders()
+    embedders, measurements = load_embedders()
+    print(machine_line(measurements))
     stock_model = stock_embedder()
     index = build_stock_index(texts, tmp / "stock", stock_model)
-    lib = ours(tmp / "ours", "auto", embedders)
+    lib = ours(tmp / "ours", measurements["chosen"], embedders)
     lib.ingest([corpus])
     stock_retriever = index.as_retriever(similarity_top_k=args.k)
     searches = {
@@ -174,11 +192,13 @@ def run_query(args) -> dict:
     for row in rows:
         row["p50_vs_stock"] = stock_p50 / row["p50_ms"]
     return {"benchmark": "query", "dataset": Path(args.squad).name, "questions": len(chosen), "k": args.k,
+            "machine": machine_line(measurements), "encoder": measurements["chosen"],
             "repeats": args.repeats, "chunks": lib.store.chunks.count(), "rows": rows}
 
 
 def print_query(result: dict) -> None:
-    print(f"\nRetrieve latency, k={result['k']}, {result['questions']} questions x {result['repeats']} (median of per-run percentiles); {result['chunks']} chunks")
+    print(f"\n{result['machine']}")
+    print(f"Retrieve latency, k={result['k']}, {result['questions']} questions x {result['repeats']} (median of per-run percentiles); {result['chunks']} chunks")
     header = f"{'retriever':<10} {'p50 ms':>7} {'p95 ms':>7} {'p50 speed vs stock':>19}"
     print(header + "\n" + "-" * len(header))
     for r in result["rows"]:
@@ -191,7 +211,8 @@ def parse(argv, name: str, k: int):
     parser.add_argument("--questions", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--k", type=int, default=k, help="our top-k")
+    parser.add_argument("--k", type=int, default=k, help="our top-k (query)")
+    parser.add_argument("--chars", type=int, default=2500, help="our passage budget for ingest recall (as benchmarks retrieval)")
     parser.add_argument("--stock-k", type=int, default=5, help="the stock retriever's top-k (ingest recall)")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / f"{name}.json"))
     return parser.parse_args(argv)

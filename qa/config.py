@@ -25,7 +25,11 @@ class Settings(BaseSettings):
     embed_base_url: str | None = None
     embed_api_key: SecretStr | None = None
     embed_batch_size: int = 64
-    embed_precision: str = "auto"  # MiniLM: auto (bf16 where the CPU has it and it checks out) | fp32 | bf16
+    # MiniLM encoder: auto (measured once per machine, see qa/encoders.py) | torch-fp32 | torch-bf16
+    # | onnx-fp32 | onnx-int8 (fp32, bf16, int8 for short).
+    embed_precision: str = "auto"
+    # Exported ONNX files and the per-machine encoder choice; default $XDG_CACHE_HOME/articles-qa.
+    cache_dir: Path | None = None
 
     # Chunking, in characters of cleaned article text; defaults chosen by benchmarks/retrieval.py.
     chunk_size: int = 320

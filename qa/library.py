@@ -79,6 +79,8 @@ class Library:
         location = path_or_url or self.settings.chroma_url or self.settings.data_dir
         self.embedder = embedder or get_embedder(self.settings)
         self.store = Store(location, collection, self.embedder.name, self.embedder.dim)
+        if hasattr(self.embedder, "for_collection"):  # a local model with several encoders
+            self.embedder = self.embedder.for_collection(self.store.recorded_encoder())
         self.retriever = HybridRetriever(self.store, self.embedder, cache_file=bm25_cache_file(self.settings.data_dir, location, collection))
 
     @property
@@ -158,6 +160,10 @@ class Library:
             size += len(chunks)
             total += len(chunks)
         done = 0
+        writer = getattr(self.embedder, "writer", None)  # refuses a disagreeing encoder before any write
+        if writer and self.embedder.recorded is None:
+            self.store.record_encoder(writer)
+            self.embedder.recorded = writer
         self.store.bump_stamp()
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="qa-writer") as writer:
             in_flight = None

@@ -16,6 +16,7 @@ import contextlib
 import os
 import sys
 import threading
+from pathlib import Path
 from typing import Iterator, Protocol
 
 from .config import Settings
@@ -65,10 +66,12 @@ def _quiet_stderr():
 class LocalLLM:
     style = "completion"
 
-    def __init__(self, threads: int | None = None, context: int = 2048):
+    def __init__(self, threads: int | None = None, context: int = 2048, cache_dir: Path | None = None):
         self.name = "local:gemma-3-270m-q4_k_m"
         self.threads = threads or os.cpu_count() or 2
         self.context = context
+        self.cache_dir = cache_dir
+        self.prefix: str | None = None
         self._model = None
         self._lock = threading.Lock()  # one llama.cpp context serves one request at a time
 
@@ -78,8 +81,55 @@ class LocalLLM:
             from llama_cpp import Llama
 
             with _quiet_stderr():  # llama.cpp prints load notes from C even with verbose=False
-                self._model = Llama(model_path=local_model_path(), n_ctx=self.context, n_threads=self.threads, verbose=False)
+                model = Llama(model_path=local_model_path(), n_ctx=self.context, n_threads=self.threads, verbose=False)
+            if self.prefix:
+                self._prime(model, self.prefix)
+            self._model = model
         return self._model
+
+    def keep_prefix(self, prefix: str) -> None:
+        """Text every prompt starts with (the few-shot examples). When the model loads, its state
+        after this text is restored from the cache (6.5 MB, ~10 ms) instead of computed (~1 s on
+        2 cores); llama-cpp-python then evaluates only what follows it."""
+        self.prefix = prefix
+
+    def _prime(self, model, prefix: str) -> None:
+        import ctypes
+        import hashlib
+
+        import llama_cpp
+
+        from .onnx_export import default_cache_dir
+
+        tokens = model.tokenize(prefix.encode("utf-8"), special=True)  # as create_completion does
+        model_file = Path(local_model_path())
+        stat = model_file.stat()
+        key = hashlib.sha256(
+            f"{model_file.resolve()}:{stat.st_size}:{stat.st_mtime_ns}:{llama_cpp.__version__}:{self.context}:{prefix}".encode()
+        ).hexdigest()[:16]
+        state_file = Path(self.cache_dir or default_cache_dir()) / "llm-prefix" / f"{key}.state"
+        context = model._ctx.ctx
+        try:
+            data = state_file.read_bytes()
+            buffer = (ctypes.c_uint8 * len(data)).from_buffer_copy(data)
+            if llama_cpp.llama_state_set_data(context, buffer, len(data)) == len(data):
+                model.input_ids[: len(tokens)] = tokens
+                model.n_tokens = len(tokens)
+                return
+            model.reset()
+        except OSError:
+            pass
+        model.eval(tokens)
+        size = llama_cpp.llama_state_get_size(context)
+        buffer = (ctypes.c_uint8 * size)()
+        written = llama_cpp.llama_state_get_data(context, buffer, size)
+        try:
+            state_file.parent.mkdir(parents=True, exist_ok=True)
+            partial = state_file.with_name(f"{state_file.name}.{os.getpid()}.tmp")
+            partial.write_bytes(bytes(buffer)[:written])
+            os.replace(partial, state_file)
+        except OSError:
+            pass  # a read-only cache only costs the next start its second
 
     def check(self) -> None:
         """Reachable: the model file is there (loading it is left to the first question)."""
@@ -207,11 +257,11 @@ def get_llm(settings: Settings) -> LLM:
     if backend not in BACKENDS:
         raise BackendError(f"unknown LLM backend '{backend}' (choose {', '.join(BACKENDS)})")
     key = settings.llm_api_key.get_secret_value() if settings.llm_api_key else None
-    cache_key = (backend, settings.llm_model, settings.llm_base_url, settings.llm_api, key)
+    cache_key = (backend, settings.llm_model, settings.llm_base_url, settings.llm_api, key, settings.cache_dir)
     if cache_key in _CACHE:
         return _CACHE[cache_key]
     if backend == "local":
-        llm: LLM = LocalLLM(threads=settings.llm_threads)
+        llm: LLM = LocalLLM(threads=settings.llm_threads, cache_dir=settings.cache_dir)
     else:
         if backend == "openai-compatible" and not settings.llm_base_url:
             raise BackendError("the openai-compatible backend needs a base URL (QA_LLM_BASE_URL or --base-url)")

@@ -25,6 +25,7 @@ from .errors import EmbedderMismatch, StoreError
 STAMP_KEY = "qa:stamp"
 EMBEDDER_KEY = "qa:embedder"
 DIM_KEY = "qa:dim"
+ENCODER_KEY = "qa:encoder"  # which of the model's encoders wrote the vectors (qa/encoders.py)
 REGISTRY_SUFFIX = "__articles"
 # Per chunk, its sentences: offsets relative to the chunk ("0:118 119:301") and one vector per
 # sentence, int8 with a float32 scale, base64 (520 characters for MiniLM) under its own key: Chroma
@@ -182,9 +183,25 @@ class Store:
         return str((collection.metadata or {}).get(STAMP_KEY, ""))
 
     def bump_stamp(self) -> None:
-        meta = {k: v for k, v in (self.chunks.metadata or {}).items() if not k.startswith("hnsw:")}
-        meta[STAMP_KEY] = uuid.uuid4().hex
+        self._update_metadata({STAMP_KEY: uuid.uuid4().hex})
+
+    def _update_metadata(self, changes: dict) -> None:
+        # Read fresh: another process may have changed it since this Store opened the collection.
+        current = self.client.get_collection(self.name, embedding_function=None).metadata or {}
+        meta = {k: v for k, v in current.items() if not k.startswith("hnsw:")} | changes
         self.chunks.modify(metadata=meta)
+
+    # --- encoder ------------------------------------------------------------------------------
+    def recorded_encoder(self) -> str | None:
+        """The encoder that wrote this collection's vectors; "torch-fp32" for a collection written
+        before encoders were recorded (torch fp32 or bf16, which agree); None when empty."""
+        meta = self.client.get_collection(self.name, embedding_function=None).metadata or {}
+        if meta.get(ENCODER_KEY):
+            return str(meta[ENCODER_KEY])
+        return "torch-fp32" if self.chunks.count() else None
+
+    def record_encoder(self, encoder: str) -> None:
+        self._update_metadata({ENCODER_KEY: encoder})
 
     # --- articles ----------------------------------------------------------------------------
     def get_article(self, article_id: str) -> ArticleRecord | None:
