@@ -1,4 +1,4 @@
-"""Benchmarks entry point: python -m benchmarks {retrieval,answers,ingest,query,scale} [options]."""
+"""Benchmarks entry point: python -m benchmarks {retrieval,answers,ingest,query,scale,api-load,cold} [options]."""
 
 import sys
 
@@ -9,6 +9,7 @@ COMMANDS = {
     "query": ("benchmarks.performance", "main_query"),
     "scale": ("benchmarks.scale", "main"),
     "api-load": ("benchmarks.api_load", "main"),
+    "cold": ("benchmarks.cold", "main"),
 }
 
 

@@ -23,7 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from .report import save
+from .report import machine_line, save
 from .retrieval import cleaned_texts, covers
 from .squad import DEFAULT_SQUAD, load_squad, map_spans, sample, write_jsonl
 from .stock import build_stock_index, stock_embedder, stock_hits
@@ -53,12 +53,6 @@ def load_embedders() -> tuple[dict, dict]:
     for e in embedders.values():
         e.embed(["warm up", "the model before timing"])
     return embedders, measurements
-
-
-def machine_line(measurements: dict) -> str:
-    from qa.encoders import cpu_flags, cpu_name
-
-    return f"CPU: {cpu_name()}, flags {' '.join(cpu_flags()) or 'none of interest'}; encoder chosen here: {measurements['chosen']}"
 
 
 def recall_ours(lib, questions, budget: int) -> tuple[float, float]:
@@ -134,7 +128,7 @@ def run_ingest(args) -> dict:
         row["recall_vs_fp32"] = row["recall"] - reference if row is not rows[0] else None
     return {
         "benchmark": "ingest", "dataset": Path(args.squad).name, "chars": chars, "questions": len(chosen),
-        "repeats": args.repeats, "machine": machine_line(measurements), "encoder_chosen": measurements["chosen"],
+        "repeats": args.repeats, "machine": machine_line(), "encoder_chosen": measurements["chosen"],
         "probe": measurements["variants"], "rows": rows,
         "reingest_s": med["reingest"], "reingest_runs": times["reingest"],
         "reingest_share_of_fresh": med["reingest"] / med[measurements["chosen"]],
@@ -156,7 +150,7 @@ def print_ingest(result: dict) -> None:
 def run_query(args) -> dict:
     tmp, corpus, texts, chosen = setup(args)
     embedders, measurements = load_embedders()
-    print(machine_line(measurements))
+    print(machine_line())
     stock_model = stock_embedder()
     index = build_stock_index(texts, tmp / "stock", stock_model)
     lib = ours(tmp / "ours", measurements["chosen"], embedders)
@@ -192,7 +186,7 @@ def run_query(args) -> dict:
     for row in rows:
         row["p50_vs_stock"] = stock_p50 / row["p50_ms"]
     return {"benchmark": "query", "dataset": Path(args.squad).name, "questions": len(chosen), "k": args.k,
-            "machine": machine_line(measurements), "encoder": measurements["chosen"],
+            "machine": machine_line(), "encoder": measurements["chosen"],
             "repeats": args.repeats, "chunks": lib.store.chunks.count(), "rows": rows}
 
 

@@ -166,6 +166,36 @@ def articles(as_json: bool = typer.Option(False, "--json")):
 
 
 @app.command()
+def info(as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")):
+    """Versions, CPU features, the encoder and LLM in use, model files, the store."""
+    from .config import get_settings
+    from .info import collect
+
+    report = _run(lambda: collect(get_settings(**_options)))
+    if as_json:
+        typer.echo(json.dumps(report, indent=2))
+        return
+    for section, values in report.items():
+        if not isinstance(values, dict):
+            typer.echo(f"{section}: {values}")
+            continue
+        typer.secho(section, bold=True)
+        for key, value in values.items():
+            if isinstance(value, dict) and key == "measured":
+                for variant, figures in value.items():
+                    typer.echo(f"  measured {variant}: {_figures(figures)}")
+            elif isinstance(value, list) and value and isinstance(value[0], dict):
+                for item in value:
+                    typer.echo(f"  {key}: {_figures(item)}")
+            else:
+                typer.echo(f"  {key}: {_figures(value) if isinstance(value, dict) else (' '.join(value) if isinstance(value, list) else value)}")
+
+
+def _figures(values: dict) -> str:
+    return ", ".join(f"{k} {v:,}" if isinstance(v, int) and not isinstance(v, bool) else f"{k} {v}" for k, v in values.items())
+
+
+@app.command()
 def check(repair: bool = typer.Option(False, "--repair", help="Delete orphan chunks and incomplete articles.")):
     """Report (and repair) drift: orphan chunks, articles missing chunks."""
     result = _run(lambda: _library().check(repair=repair))

