@@ -53,6 +53,9 @@ def ingest(paths: list[Path] = typer.Argument(..., help="Files or folders (.txt 
 
     def work():
         lib = _library()
+        encoders = getattr(lib.embedder, "encoders", None)
+        if encoders is not None and lib.embedder.requested == "auto" and not encoders.ready():
+            typer.echo("First use on this machine: exporting the ONNX encoders and timing each (once, ~20 s)…", err=True)
         with Progress(
             TextColumn("{task.description:>6}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
             transient=True, disable=not sys.stderr.isatty(), console=None,

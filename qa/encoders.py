@@ -253,8 +253,19 @@ class LocalEncoders:
             "cores": _cores(),
             "torch": _version("torch"),
             "onnxruntime": _version("onnxruntime"),
-            "onnx_files": self.onnx_folder().name,
+            "onnx_files": self._export_folder().name,
         }
+
+    def _export_folder(self) -> Path:
+        from .onnx_export import export_folder
+
+        return export_folder(self.model_dir, self.cache_dir)
+
+    def ready(self) -> bool:
+        """Exported and measured already: using the encoders now costs no export or probe."""
+        from .onnx_export import MANIFEST_FILE
+
+        return (self._export_folder() / MANIFEST_FILE).exists() and self._choice_file().exists()
 
     def _choice_file(self) -> Path:
         fingerprint = hashlib.sha256(json.dumps(self.machine(), sort_keys=True).encode()).hexdigest()[:16]

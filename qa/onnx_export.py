@@ -103,6 +103,7 @@ def _export(model_dir: Path, out: Path) -> None:
     import numpy as np
     import torch
     from onnxruntime.quantization import QuantType, quantize_dynamic
+    import transformers
     from transformers import AutoModel
 
     from .encoders import PRECISION_PROBE, OnnxMiniLM, TorchMiniLM
@@ -121,6 +122,7 @@ def _export(model_dir: Path, out: Path) -> None:
             mean = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
             return torch.nn.functional.normalize(mean, p=2, dim=1)
 
+    transformers.logging.disable_progress_bar()  # "Loading weights" bars mid-ingest say nothing useful
     # Eager attention traces to plain MatMul/Softmax nodes, which the int8 quantiser handles.
     pooled = MeanPooled(AutoModel.from_pretrained(str(model_dir), attn_implementation="eager").eval())
     example = torch.ones(2, 8, dtype=torch.long)

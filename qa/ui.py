@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import html
 import os
+import threading
 from pathlib import Path
 
 import gradio as gr
@@ -32,6 +33,7 @@ class App:
         self.settings = settings
         self.libraries: dict[str, Library] = {}
         self.tokens = Tokens.from_settings(settings)
+        self._opening = threading.Lock()  # the warm-up thread and the first request open the same library
 
     def user(self, request: gr.Request | None) -> User:
         """Who is asking: the logged-in token's user, or — without tokens configured — an admin
@@ -55,10 +57,21 @@ class App:
         name = collection or self.settings.collection
         if name not in self.collections():
             raise NotFound(f"unknown collection '{name}' (this server has: {', '.join(self.collections())})")
-        if name not in self.libraries:
-            location = self.settings.chroma_url or self.settings.data_dir
-            self.libraries[name] = Library(location, name, settings=self.settings)
+        with self._opening:
+            if name not in self.libraries:
+                location = self.settings.chroma_url or self.settings.data_dir
+                self.libraries[name] = Library(location, name, settings=self.settings)
         return self.libraries[name]
+
+    def warm_up(self) -> None:
+        """Load what a first question needs (question encoder, search index, local model and its
+        prompt prefix) while the server starts, so the first visitor does not wait for it."""
+        try:
+            library = self.library()
+            library.search("warm up", k=1)
+            getattr(library.engine.llm, "model", None)  # a local model loads; a server backend has none
+        except Exception:  # noqa: BLE001 - the first question reports whatever is wrong, with context
+            pass
 
     def engine_for(self, collection: str, backend: str, model: str, base_url: str, top_k: int):
         """The answer chain for one visitor's Settings-tab choices: a new Engine over the shared
@@ -285,6 +298,7 @@ def serve(settings: Settings, host: str = "127.0.0.1", port: int = 7860, concurr
     upload_dir(settings).mkdir(parents=True, exist_ok=True)
     auth = auth_from_env(os.environ.get("QA_UI_AUTH"))
     state = App(settings)
+    threading.Thread(target=state.warm_up, name="qa-warm-up", daemon=True).start()
     demo = build(settings, state)
     # One local model serves one answer at a time; the queue keeps others waiting, not failing.
     demo.queue(default_concurrency_limit=concurrency, max_size=200)

@@ -144,6 +144,19 @@ def test_answering_on_the_onnx_path_never_imports_torch(tmp_path, written_with, 
         assert "loaded: []" in done.stderr, done.stderr
 
 
+def test_the_server_warms_up_and_answers_without_torch(tmp_path):
+    """What `qa serve` runs: the page and API modules, the start-up warm-up, then a question."""
+    env = {**os.environ, "QA_DATA_DIR": str(tmp_path / "data"), "QA_EMBED_PRECISION": "onnx-int8"}
+    subprocess.run([QA, "ingest", str(SEED)], env=env, check=True, capture_output=True, timeout=300)
+    script = (
+        "import sys\nimport qa.api, qa.ui\nfrom qa.config import get_settings\n"
+        "app = qa.ui.App(get_settings())\napp.warm_up()\nprint(app.library().ask(sys.argv[1]).text)\n"
+        "print('loaded:', sorted(m for m in ('torch', 'sentence_transformers', 'transformers') if m in sys.modules))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script, QUESTION], env=env, capture_output=True, text=True, timeout=300)
+    assert "Motegi" in done.stdout and "loaded: []" in done.stdout, done.stdout + done.stderr
+
+
 def test_qa_info_reports_versions_cpu_encoder_llm_and_store(tmp_path):
     env = {**os.environ, "QA_DATA_DIR": str(tmp_path / "data")}
     empty = subprocess.run([QA, "info"], env=env, capture_output=True, text=True, timeout=120)
