@@ -35,7 +35,7 @@ class MiniLMEmbedder:
 
     def __init__(self, batch_size: int = 64, precision: str = "auto", cache_dir: Path | None = None, recorded: str | None = None):
         from .encoders import canonical
-        from .onnx_export import default_cache_dir
+        from .config import default_cache_dir
 
         self.batch_size = batch_size
         self.requested = canonical(precision)

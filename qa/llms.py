@@ -99,7 +99,7 @@ class LocalLLM:
 
         import llama_cpp
 
-        from .onnx_export import default_cache_dir
+        from .config import default_cache_dir
 
         tokens = model.tokenize(prefix.encode("utf-8"), special=True)  # as create_completion does
         model_file = Path(local_model_path())

@@ -32,11 +32,6 @@ MANIFEST_FILE = "manifest.json"
 EXPORT_MIN_COSINE = 0.99999  # ONNX fp32 must reproduce torch fp32; anything less is a broken export
 
 
-def default_cache_dir() -> Path:
-    root = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(root) / "articles-qa"
-
-
 def weights_sha256(weights: Path, cache_dir: Path) -> str:
     """sha256 of the weights file, remembered by (path, size, mtime): hashing 90 MB on every cold
     start would cost a tenth of a second."""

@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import urllib.error
 import sys
 from pathlib import Path
 
