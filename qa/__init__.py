@@ -30,7 +30,7 @@ _HOMES = {
 
 
 def __getattr__(name: str):
-    # Lazy: `import qa` stays cheap; torch and chromadb load only when a Library is made.
+    # Lazy: `import qa` stays cheap; chromadb loads only when a Library is made (torch only for a torch encoder).
     if name in _HOMES:
         import importlib
 
