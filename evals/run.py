@@ -144,7 +144,8 @@ def write_report(run: Path, summary: dict, rows: list[dict], meta: dict) -> None
     matplotlib.use("Agg")  # files only, no display
     import matplotlib.pyplot as plt
 
-    lines = [f"# Evaluation: {meta['dataset']}", "", f"Backend `{meta['backend']}`, collection built from "
+    lines = [f"# Evaluation: {meta['dataset']}", "", f"Backend `{meta['backend']}`, encoder `{meta.get('encoder')}` "
+             f"(CPU flags {meta.get('cpu_flags') or 'none of interest'}), collection built from "
              f"`{meta['corpus']}`, {meta['questions']} questions (seed {meta['seed']}), {meta['seconds']:.0f} s.", "",
              "| metric | value |", "|---|---|"]
     lines += [f"| {label} | {fmt(summary.get(key))} |" for label, key in SUMMARY_ROWS if key in summary]
@@ -243,10 +244,14 @@ def run_eval(
             if progress:
                 progress(n, len(items))
         backend = lib.engine.llm.name
+        encoder = getattr(lib.embedder, "writer", lib.embedder.name)  # which MiniLM encoder, or the API model
     summary = summarise(rows)
     run = Path(out) if out else Path("evals/runs") / f"{dataset.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     run.mkdir(parents=True, exist_ok=True)
+    from qa.encoders import cpu_flags
+
     meta = {"dataset": str(dataset_path), "corpus": ", ".join(str(c) for c in dataset.corpus), "backend": backend,
+            "encoder": encoder, "cpu_flags": " ".join(cpu_flags()),
             "questions": len(rows), "seed": seed, "limit": limit, "seconds": time.perf_counter() - started,
             "ingest": report.summary()}
     with open(run / "results.jsonl", "w", encoding="utf-8") as f:

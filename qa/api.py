@@ -276,6 +276,12 @@ def build_router(app_state, require, openapi=None) -> APIRouter:
             status["store"] = "ok"
         except QAError as exc:
             status["store"] = str(exc)
+        if hasattr(lib.embedder, "reader"):  # the local model: which encoder wrote the collection, which encodes questions
+            try:
+                reader = await run_in_threadpool(lambda: lib.embedder.reader)
+                status["encoder"] = {"collection": lib.embedder.recorded, "questions": reader}
+            except QAError as exc:
+                status["encoder"] = str(exc)
         try:
             from .llms import get_llm
 

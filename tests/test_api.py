@@ -48,6 +48,9 @@ def test_health_models_and_docs(service):
     status, health = call("GET", f"{service}/v1/health")
     assert status == 200 and health["ok"] and health["articles"] == 1 and health["store"] == health["llm_status"] == "ok"
     assert set(health["versions"]) >= {"articles-qa", "chromadb"}
+    from qa.encoders import VARIANTS
+
+    assert health["encoder"]["collection"] in VARIANTS and health["encoder"]["questions"] in VARIANTS
     status, models = call("GET", f"{service}/v1/models")
     assert [m["id"] for m in models["data"]] == ["articles", "second"]
 
