@@ -1,7 +1,11 @@
 """Fit the answer/refuse rule (qa/answerability.json) on SQuAD 2.0 questions kept apart from the
 answer benchmark's sample, and draw its curve: useful answers vs unanswerable questions refused.
 
-    python -m evals.refusal [--answerable 300] [--unanswerable 300] [--seed 1] [--min-refused 0.62]
+    python -m evals.refusal [--answerable 300] [--unanswerable 300] [--seed 1] [--min-refused 0.62] [--write]
+
+The library is built with the encoder settings choose (QA_EMBED_PRECISION): rules fitted with an
+encoder whose vectors disagree with fp32 (onnx-int8) are written under "encoders" in
+qa/answerability.json and serve collections that encoder wrote.
 
 Every question is answered with refusal switched off, so each row holds the signals and what would
 have been answered. A logistic regression over the signals gives a score; the threshold is the
@@ -78,6 +82,7 @@ def collect(answerable: int, unanswerable: int, seed: int) -> list[dict]:
         # Refusal off (threshold 0): every row says what would have been answered.
         lib = Library(Path(tmp) / "db", "fit", settings=Settings(min_answerability=0.0, min_answerability_chat=0.0))
         lib.ingest([write_jsonl(records, Path(tmp))])
+        encoder = getattr(lib.embedder, "recorded", None)
         for n, q in enumerate(chosen, 1):
             answer = lib.ask(q.question)
             candidate = answer.signals.get("candidate", answer.text)
@@ -86,7 +91,7 @@ def collect(answerable: int, unanswerable: int, seed: int) -> list[dict]:
                          "gold": q.answers, "candidate": candidate, "top": top,
                          "top_useful": (not q.unanswerable) and contains_gold(top, q.answers),
                          "useful": (not q.unanswerable) and contains_gold(candidate, q.answers),
-                         "signals": {k: v for k, v in answer.signals.items() if not isinstance(v, str)}})
+                         "signals": {k: v for k, v in answer.signals.items() if not isinstance(v, str)}, "encoder": encoder})
             if n % 50 == 0:
                 print(f"{n}/{len(chosen)} answered", flush=True)
     return rows
@@ -126,6 +131,9 @@ def main(argv=None) -> None:
     useful = np.array([r["useful"] for r in rows])
     unanswerable = np.array([r["unanswerable"] for r in rows])
     rules, report = {}, {}
+    # Rules for an encoder whose vectors disagree with fp32 (int8) are kept beside the others.
+    encoder = rows[0].get("encoder")
+    own = encoder not in (None, "torch-fp32", "torch-bf16", "onnx-fp32")
     for name, features in (("local", LOCAL_FEATURES), ("evidence", EVIDENCE_FEATURES)):
         x = np.array([[float(r["signals"].get(f, 0.0)) for f in features] for r in rows])
         weights, bias = fit_logistic(x, useful.astype(float))
@@ -135,17 +143,23 @@ def main(argv=None) -> None:
         rules[name] = {"bias": round(bias, 6), "weights": {f: round(float(w), 6) for f, w in zip(features, weights)},
                        "threshold": round(chosen[0], 6)}
         report[name] = {"useful": chosen[1], "refused": chosen[2], "ceiling_useful": float(useful[~unanswerable].mean())}
-        plot(points, chosen, HERE / f"refusal-curve-{name}.png", f"Answer or refuse ({name} rule), held-out SQuAD")
+        suffix = f"-{encoder}" if own else ""
+        plot(points, chosen, HERE / f"refusal-curve-{name}{suffix}.png", f"Answer or refuse ({name} rule{', ' + encoder if own else ''}), held-out SQuAD")
         print(f"{name}: threshold {chosen[0]:.3f}: useful {chosen[1]:.3f} of answerable, refused {chosen[2]:.3f} "
               f"of unanswerable (useful if always answering: {report[name]['ceiling_useful']:.3f})")
     if args.write:
         from qa.engine import ANSWERABILITY
 
-        rules["note"] = (f"fitted by `python -m evals.refusal --seed {args.seed}` on {int((~unanswerable).sum())} answerable + "
+        rules["note"] = (f"encoder {encoder}; " if own else "") + (f"fitted by `python -m evals.refusal --seed {args.seed}` on {int((~unanswerable).sum())} answerable + "
                          f"{int(unanswerable.sum())} unanswerable SQuAD 2.0 dev questions kept apart from the answer "
                          f"benchmark's; threshold: most useful answers with >= {args.min_refused} refused; held-out figures: "
                          + json.dumps({k: {m: round(v, 3) for m, v in r.items()} for k, r in report.items()}))
-        ANSWERABILITY.write_text(json.dumps(rules, indent=2) + "\n")
+        stored = json.loads(ANSWERABILITY.read_text())
+        if own:
+            stored.setdefault("encoders", {})[encoder] = rules
+        else:
+            stored = {**rules, **({"encoders": stored["encoders"]} if "encoders" in stored else {})}
+        ANSWERABILITY.write_text(json.dumps(stored, indent=2) + "\n")
         print(f"wrote {ANSWERABILITY}")
 
 

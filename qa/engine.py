@@ -296,20 +296,27 @@ def evidence_signals(question: str, ranked: list[Sentence]) -> dict:
 @lru_cache(maxsize=1)
 def answerability_rules() -> dict:
     """Logistic weights over the signals, by rule: "local" (evidence + the local model's span) and
-    "evidence" (evidence only, for chat models). Fitted by evals/refusal.py."""
+    "evidence" (evidence only, for chat models). Fitted by evals/refusal.py. The top-level rules
+    serve encoders whose vectors agree with fp32; an encoder that does not (onnx-int8) shifts the
+    similarity signals a little and has its own rules under "encoders"."""
     return json.loads(ANSWERABILITY.read_text(encoding="utf-8"))
 
 
-def answerability(signals: dict, rule_name: str = "local") -> float:
+def _rule(rule_name: str, encoder: str | None) -> dict:
+    rules = answerability_rules()
+    return rules.get("encoders", {}).get(encoder, rules)[rule_name]
+
+
+def answerability(signals: dict, rule_name: str = "local", encoder: str | None = None) -> float:
     """Probability-like score that the articles answer the question (a fitted rule)."""
-    rule = answerability_rules()[rule_name]
+    rule = _rule(rule_name, encoder)
     z = rule["bias"] + sum(w * float(signals.get(name, 0.0)) for name, w in rule["weights"].items())
     return 1.0 / (1.0 + math.exp(-max(-30.0, min(30.0, z))))
 
 
-def threshold(setting: float | None, rule_name: str) -> float:
+def threshold(setting: float | None, rule_name: str, encoder: str | None = None) -> float:
     """The configured threshold, else the one chosen with the rule."""
-    return answerability_rules()[rule_name]["threshold"] if setting is None else setting
+    return _rule(rule_name, encoder)["threshold"] if setting is None else setting
 
 
 class Engine:
@@ -321,6 +328,11 @@ class Engine:
         self.settings = settings
         if hasattr(llm, "keep_prefix"):  # the few-shot examples every local prompt starts with
             llm.keep_prefix(prompt_template("local_answer.txt").split("Evidence: {evidence}")[0])
+
+    @property
+    def encoder(self) -> str | None:
+        """The encoder that wrote the evidence's vectors, when its source says (a Library does)."""
+        return getattr(getattr(self.evidence, "embedder", None), "recorded", None)
 
     # --- 1. condense -------------------------------------------------------------------------
     def condense(self, question: str, history) -> tuple[str, str]:
@@ -429,8 +441,8 @@ class Engine:
         sentence, quoted (kind quote) — the model's own refusal is respected."""
         evidence = pick_evidence(ranked, self.settings.evidence_sentences)
         signals = evidence_signals(question, ranked)
-        signals["answerability"] = answerability(signals, "evidence")
-        if not evidence or signals["answerability"] < threshold(self.settings.min_answerability_chat, "evidence"):
+        signals["answerability"] = answerability(signals, "evidence", self.encoder)
+        if not evidence or signals["answerability"] < threshold(self.settings.min_answerability_chat, "evidence", self.encoder):
             yield NOT_FOUND
             yield self.not_found(ranked, signals)
             return
@@ -484,10 +496,10 @@ class Engine:
         signals["span_found"] = float(span is not None)
         signals["span_confidence"] = span.signals["confidence"] if span is not None else 0.0
         signals["quote_question"] = float(kind == "quote")
-        signals["answerability"] = answerability(signals)
+        signals["answerability"] = answerability(signals, "local", self.encoder)
         # What would be answered: kept with a refusal so evaluations can draw the answer/refuse curve.
         signals["candidate"] = span.text if span is not None else ranked[0].text
-        if signals["answerability"] < threshold(self.settings.min_answerability, "local"):
+        if signals["answerability"] < threshold(self.settings.min_answerability, "local", self.encoder):
             answer = self.not_found(ranked, signals)
         elif span is not None:
             answer = span

@@ -108,6 +108,13 @@ def test_a_collection_records_its_encoder_and_refuses_vectors_that_disagree(tmp_
     with pytest.raises(BackendError, match="embedded with onnx-int8; QA_EMBED_PRECISION=torch-fp32 gives vectors that disagree"):
         forced.ingest([second])
     assert [r.id for r in forced.articles()] == [r.id for r in int8.articles()]  # nothing stored
+    from qa.engine import answerability, answerability_rules
+
+    assert "onnx-int8" in answerability_rules().get("encoders", {})  # int8 signals have their own refusal rule
+    answer = int8.ask(QUESTION)
+    assert int8.engine.encoder == "onnx-int8"
+    assert answer.signals["answerability"] == pytest.approx(answerability(answer.signals, "local", "onnx-int8"))
+    assert answerability(answer.signals, "local", "onnx-int8") != answerability(answer.signals, "local", None)
     auto = Library(data, "int8", settings=Settings(embed_precision="auto"))
     assert (auto.embedder.writer, auto.embedder.reader) == ("onnx-int8", "onnx-int8")
 
