@@ -104,6 +104,7 @@ def _export(model_dir: Path, out: Path) -> None:
     from .encoders import PRECISION_PROBE, OnnxMiniLM, TorchMiniLM
 
     started = time.perf_counter()
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a local folder; never reach for a hub
     class MeanPooled(torch.nn.Module):
         """BERT -> mean over real tokens -> unit length: the three sentence-transformers modules."""
 
