@@ -313,7 +313,10 @@ class LocalEncoders:
             self._measurements = {"machine": self.machine(), "variants": results, "chosen": chosen}
             from .onnx_export import _write_atomically
 
-            _write_atomically(self._choice_file(), json.dumps(self._measurements, indent=1))
+            try:
+                _write_atomically(self._choice_file(), json.dumps(self._measurements, indent=1))
+            except OSError:
+                pass  # a read-only cache (say, baked into an image) means measuring once per process
             return self._measurements
 
     def min_cosine(self, variant: str) -> float:

@@ -49,7 +49,10 @@ def weights_sha256(weights: Path, cache_dir: Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     memo[memo_key] = digest.hexdigest()
-    _write_atomically(memo_file, json.dumps(memo, indent=1))
+    try:
+        _write_atomically(memo_file, json.dumps(memo, indent=1))
+    except OSError:
+        pass  # a read-only cache only means hashing again next time
     return memo[memo_key]
 
 
@@ -68,16 +71,21 @@ def export_folder(model_dir: Path, cache_dir: Path) -> Path:
 
 def exported(model_dir: Path, cache_dir: Path) -> Path:
     """The folder holding the fp32 and int8 files and their manifest; exported on first call."""
-    model_dir = Path(model_dir)
-    cache_dir.mkdir(parents=True, exist_ok=True)
+    model_dir, cache_dir = Path(model_dir), Path(cache_dir)
     target = export_folder(model_dir, cache_dir)
     if (target / MANIFEST_FILE).exists():
         return target
     # Build beside the target and rename into place: a concurrent process exporting the same
     # key either wins the rename or finds the finished folder; nobody reads half a file.
     building = target.with_name(f"{target.name}.building-{os.getpid()}")
-    shutil.rmtree(building, ignore_errors=True)
-    building.mkdir(parents=True)
+    try:
+        shutil.rmtree(building, ignore_errors=True)
+        building.mkdir(parents=True)
+    except OSError as exc:
+        raise BackendError(
+            f"cannot write the encoder cache in {cache_dir} ({exc.strerror or type(exc).__name__}): "
+            "set QA_CACHE_DIR to a writable folder"
+        ) from None
     try:
         _export(model_dir, building)
         try:

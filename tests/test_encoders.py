@@ -164,6 +164,18 @@ def test_the_server_warms_up_and_answers_without_torch(tmp_path):
     assert "Motegi" in done.stdout and "loaded: []" in done.stdout, done.stdout + done.stderr
 
 
+def test_an_unwritable_cache_is_one_line_naming_it_and_stores_nothing(tmp_path):
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the cache folder should be")
+    env = {**os.environ, "QA_DATA_DIR": str(tmp_path / "data"), "QA_CACHE_DIR": str(blocker / "cache")}
+    done = subprocess.run([QA, "ingest", str(SEED)], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines()[-1].startswith(f"error: cannot write the encoder cache in {blocker / 'cache'}")
+    assert "QA_CACHE_DIR" in done.stderr
+    listed = subprocess.run([QA, "articles", "--json"], env=env, capture_output=True, text=True, timeout=120)
+    assert json.loads(listed.stdout) == []
+
+
 def test_qa_info_reports_versions_cpu_encoder_llm_and_store(tmp_path):
     env = {**os.environ, "QA_DATA_DIR": str(tmp_path / "data")}
     empty = subprocess.run([QA, "info"], env=env, capture_output=True, text=True, timeout=120)
