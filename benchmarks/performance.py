@@ -44,12 +44,14 @@ def ours(folder: Path, encoder: str, embedders: dict):
 
 def load_embedders() -> tuple[dict, dict]:
     """Every encoder this CPU runs natively, loaded and warmed; and the machine's measured choice."""
+    from qa.config import get_settings
     from qa.embeddings import MiniLMEmbedder
     from qa.encoders import VARIANTS, cpu_supports_bf16
 
-    measurements = MiniLMEmbedder().encoders.measurements()
+    cache = get_settings().cache_dir
+    measurements = MiniLMEmbedder(cache_dir=cache).encoders.measurements()
     encoders = [v for v in VARIANTS if v != "torch-bf16" or cpu_supports_bf16()]
-    embedders = {v: MiniLMEmbedder(precision=v) for v in encoders}
+    embedders = {v: MiniLMEmbedder(precision=v, cache_dir=cache) for v in encoders}
     for e in embedders.values():
         e.embed(["warm up", "the model before timing"])
     return embedders, measurements

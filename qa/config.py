@@ -25,7 +25,7 @@ class Settings(BaseSettings):
     embed_model: str | None = None
     embed_base_url: str | None = None
     embed_api_key: SecretStr | None = None
-    embed_batch_size: int = 64
+    embed_batch_size: int = 64  # texts per request to an embeddings server (the local encoders size their own work)
     # MiniLM encoder: auto (measured once per machine, see qa/encoders.py) | torch-fp32 | torch-bf16
     # | onnx-fp32 | onnx-int8 (fp32, bf16, int8 for short).
     embed_precision: str = "auto"

@@ -33,11 +33,10 @@ class MiniLMEmbedder:
     name = "minilm:all-MiniLM-L6-v2"
     dim = 384
 
-    def __init__(self, batch_size: int = 64, precision: str = "auto", cache_dir: Path | None = None, recorded: str | None = None):
-        from .encoders import canonical
+    def __init__(self, precision: str = "auto", cache_dir: Path | None = None, recorded: str | None = None):
         from .config import default_cache_dir
+        from .encoders import canonical
 
-        self.batch_size = batch_size
         self.requested = canonical(precision)
         self.cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
         self._recorded = recorded  # the encoder that wrote the bound collection, None when empty
@@ -61,7 +60,7 @@ class MiniLMEmbedder:
 
     def for_collection(self, recorded: str | None) -> "MiniLMEmbedder":
         """The same model bound to a collection written by `recorded` (loaded encoders are shared)."""
-        return MiniLMEmbedder(self.batch_size, self.requested, self.cache_dir, recorded)
+        return MiniLMEmbedder(self.requested, self.cache_dir, recorded)
 
     @property
     def writer(self) -> str:
@@ -101,10 +100,6 @@ class MiniLMEmbedder:
             else:
                 self._reader = recorded
         return self._reader
-
-    @property
-    def precision(self) -> str:
-        return self.writer
 
     def embed(self, texts: list[str]) -> list[list[float]]:
         return self.encoders.load(self.writer).encode(texts).tolist()
@@ -164,7 +159,7 @@ def get_embedder(settings: Settings) -> Embedder:
     if cache_key in _CACHE:
         return _CACHE[cache_key]
     if settings.embedder == "minilm":
-        embedder: Embedder = MiniLMEmbedder(settings.embed_batch_size, settings.embed_precision, settings.cache_dir)
+        embedder: Embedder = MiniLMEmbedder(settings.embed_precision, settings.cache_dir)
     elif settings.embedder in ("openai", "openai-compatible"):
         if settings.embedder == "openai-compatible" and not settings.embed_base_url:
             raise BackendError("QA_EMBED_BASE_URL is required for the openai-compatible embedder")

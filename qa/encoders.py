@@ -169,7 +169,7 @@ class OnnxMiniLM:
         options.intra_op_num_threads = 1
         options.log_severity_level = 3  # quantised graphs log harmless shape warnings
         self.session = onnxruntime.InferenceSession(str(onnx_file), options, providers=["CPUExecutionProvider"])
-        self.threads = _cores()
+        self.threads = cpu_cores()
         self._pool = None
 
     def _run(self, encoding):
@@ -197,7 +197,7 @@ class OnnxMiniLM:
         return self._run(self.tokenizer.encode(text))
 
 
-def _cores() -> int:
+def cpu_cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
@@ -250,7 +250,7 @@ class LocalEncoders:
         return {
             "cpu": cpu_name(),
             "flags": cpu_flags(),
-            "cores": _cores(),
+            "cores": cpu_cores(),
             "torch": _version("torch"),
             "onnxruntime": _version("onnxruntime"),
             "onnx_files": self._export_folder().name,

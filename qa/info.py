@@ -35,14 +35,14 @@ def _folder_bytes(folder: Path) -> int:
 
 
 def collect(settings: Settings) -> dict:
-    from .encoders import cpu_flags, cpu_name, local_encoders, minilm_dir
+    from .encoders import cpu_cores, cpu_flags, cpu_name, local_encoders, minilm_dir
     from .config import default_cache_dir
     from .onnx_export import FP32_FILE, INT8_FILE, MANIFEST_FILE, export_folder
 
     cache_dir = Path(settings.cache_dir or default_cache_dir())
     info: dict = {
         "versions": {"python": platform.python_version(), **{p: _version(p) for p in PACKAGES}},
-        "cpu": {"name": cpu_name(), "flags": cpu_flags(), "cores": _cores()},
+        "cpu": {"name": cpu_name(), "flags": cpu_flags(), "cores": cpu_cores()},
         "cache_dir": str(cache_dir),
     }
 
@@ -86,7 +86,7 @@ def collect(settings: Settings) -> dict:
     location = settings.chroma_url or str(Path(settings.data_dir).resolve())
     store: dict = {"location": location, "collection": settings.collection}
     if settings.chroma_url or Path(settings.data_dir).exists():
-        from .store import ENCODER_KEY, EMBEDDER_KEY, REGISTRY_SUFFIX, make_client
+        from .store import EMBEDDER_KEY, ENCODER_KEY, REGISTRY_SUFFIX, encoder_of, make_client
 
         client = make_client(location)
         try:
@@ -101,7 +101,9 @@ def collect(settings: Settings) -> dict:
             store["articles"] = registry.count()
             store["chunks"] = chunks.count()
             store["embedder"] = meta.get(EMBEDDER_KEY)
-            store["encoder"] = meta.get(ENCODER_KEY) or ("torch-fp32 (written before encoders were recorded)" if store["chunks"] else "none yet")
+            encoder = encoder_of(chunks)
+            legacy = encoder and not meta.get(ENCODER_KEY)
+            store["encoder"] = f"{encoder} (written before encoders were recorded)" if legacy else encoder or "none yet"
         if not settings.chroma_url:
             store["bytes_on_disk"] = _folder_bytes(Path(settings.data_dir))
     else:
@@ -109,8 +111,3 @@ def collect(settings: Settings) -> dict:
     info["store"] = store
     return info
 
-
-def _cores() -> int:
-    from .encoders import _cores
-
-    return _cores()

@@ -160,10 +160,10 @@ class Library:
             size += len(chunks)
             total += len(chunks)
         done = 0
-        writer = getattr(self.embedder, "writer", None)  # refuses a disagreeing encoder before any write
-        if writer and self.embedder.recorded is None:
-            self.store.record_encoder(writer)
-            self.embedder.recorded = writer
+        encoder = getattr(self.embedder, "writer", None)  # refuses a disagreeing encoder before any write
+        if encoder and self.embedder.recorded is None:
+            self.store.record_encoder(encoder)
+            self.embedder.recorded = encoder
         self.store.bump_stamp()
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="qa-writer") as writer:
             in_flight = None

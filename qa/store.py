@@ -37,6 +37,15 @@ SENTENCES_KEY = "sentences"
 SENTENCE_VECTOR_KEY = "sentence_vector_{}"
 
 
+def encoder_of(chunks) -> str | None:
+    """The encoder that wrote a chunk collection's vectors; "torch-fp32" for one written before
+    encoders were recorded (torch fp32 or bf16, which agree); None when it is empty."""
+    recorded = (chunks.metadata or {}).get(ENCODER_KEY)
+    if recorded:
+        return str(recorded)
+    return "torch-fp32" if chunks.count() else None
+
+
 def pack_sentences(chunk_start: int, spans, vectors) -> dict:
     """Chunk metadata for its sentences: `spans` in article offsets, one vector per span."""
     import numpy as np
@@ -193,12 +202,7 @@ class Store:
 
     # --- encoder ------------------------------------------------------------------------------
     def recorded_encoder(self) -> str | None:
-        """The encoder that wrote this collection's vectors; "torch-fp32" for a collection written
-        before encoders were recorded (torch fp32 or bf16, which agree); None when empty."""
-        meta = self.client.get_collection(self.name, embedding_function=None).metadata or {}
-        if meta.get(ENCODER_KEY):
-            return str(meta[ENCODER_KEY])
-        return "torch-fp32" if self.chunks.count() else None
+        return encoder_of(self.client.get_collection(self.name, embedding_function=None))
 
     def record_encoder(self, encoder: str) -> None:
         self._update_metadata({ENCODER_KEY: encoder})
