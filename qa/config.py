@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from pydantic import Field, SecretStr
@@ -75,12 +74,6 @@ class Settings(BaseSettings):
 def get_settings(**overrides) -> Settings:
     """Settings from env/.env with explicit (non-None) overrides applied on top."""
     return Settings(**{k: v for k, v in overrides.items() if v is not None})
-
-
-def default_cache_dir() -> Path:
-    """Where QA_CACHE_DIR points when unset: $XDG_CACHE_HOME/articles-qa, else ~/.cache/articles-qa."""
-    root = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(root) / "articles-qa"
 
 
 def upload_dir(settings: Settings) -> Path:

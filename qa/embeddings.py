@@ -34,7 +34,7 @@ class MiniLMEmbedder:
     dim = 384
 
     def __init__(self, precision: str = "auto", cache_dir: Path | None = None, recorded: str | None = None):
-        from .config import default_cache_dir
+        from .cache import default_cache_dir
         from .encoders import canonical
 
         self.requested = canonical(precision)
@@ -76,10 +76,9 @@ class MiniLMEmbedder:
                         "or use another --collection"
                     )
                 self._writer = self.requested
-            elif recorded is None or encoders.measurements()["chosen"] == recorded:
-                self._writer = encoders.measurements()["chosen"]
             else:
-                self._writer = encoders.fastest_agreeing(recorded)
+                chosen = encoders.measurements()["chosen"]
+                self._writer = chosen if recorded in (None, chosen) else encoders.fastest_agreeing(recorded)
         return self._writer
 
     @property

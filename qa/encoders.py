@@ -5,6 +5,7 @@ tokenizers + onnxruntime: a process that uses them never imports torch."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.metadata
 import json
@@ -219,12 +220,13 @@ class LocalEncoders:
         self.cache_dir = Path(cache_dir)
         self._loaded: dict[str, object] = {}
         self._onnx_folder: Path | None = None
+        self._manifest: dict | None = None
         self._measurements: dict | None = None
         self._lock = threading.RLock()  # a web server loads from several threads at once
 
-    @property
+    @functools.cached_property
     def model_dir(self) -> Path:
-        return minilm_dir()
+        return minilm_dir()  # searches the package folder: once per process
 
     def onnx_folder(self) -> Path:
         if self._onnx_folder is None:
@@ -253,10 +255,12 @@ class LocalEncoders:
             "cores": cpu_cores(),
             "torch": _version("torch"),
             "onnxruntime": _version("onnxruntime"),
-            "onnx_files": self._export_folder().name,
+            "onnx_files": self._export_folder.name,
         }
 
+    @functools.cached_property
     def _export_folder(self) -> Path:
+        """Where the ONNX files are or will be; asks the weights' hash memo once per process."""
         from .onnx_export import export_folder
 
         return export_folder(self.model_dir, self.cache_dir)
@@ -265,7 +269,7 @@ class LocalEncoders:
         """Exported and measured already: using the encoders now costs no export or probe."""
         from .onnx_export import MANIFEST_FILE
 
-        return (self._export_folder() / MANIFEST_FILE).exists() and self._choice_file().exists()
+        return (self._export_folder / MANIFEST_FILE).exists() and self._choice_file().exists()
 
     def _choice_file(self) -> Path:
         fingerprint = hashlib.sha256(json.dumps(self.machine(), sort_keys=True).encode()).hexdigest()[:16]
@@ -311,10 +315,10 @@ class LocalEncoders:
             chosen = choose(results)
             self._loaded = {v: e for v, e in self._loaded.items() if v == chosen}
             self._measurements = {"machine": self.machine(), "variants": results, "chosen": chosen}
-            from .onnx_export import _write_atomically
+            from .cache import write_atomically
 
             try:
-                _write_atomically(self._choice_file(), json.dumps(self._measurements, indent=1))
+                write_atomically(self._choice_file(), json.dumps(self._measurements, indent=1))
             except OSError:
                 pass  # a read-only cache (say, baked into an image) means measuring once per process
             return self._measurements
@@ -325,9 +329,11 @@ class LocalEncoders:
         if variant == REFERENCE:
             return 1.0
         if variant.startswith("onnx-"):
-            from .onnx_export import read_manifest
+            if self._manifest is None:
+                from .onnx_export import read_manifest
 
-            return read_manifest(self.onnx_folder())["probe_min_cosine_to_torch_fp32"][variant]
+                self._manifest = read_manifest(self.onnx_folder())
+            return self._manifest["probe_min_cosine_to_torch_fp32"][variant]
         return self.measurements()["variants"][variant]["min_cosine"] or 0.0  # None: never measured here
 
     def agree(self, a: str, b: str) -> bool:

@@ -36,7 +36,7 @@ def _folder_bytes(folder: Path) -> int:
 
 def collect(settings: Settings) -> dict:
     from .encoders import cpu_cores, cpu_flags, cpu_name, local_encoders, minilm_dir
-    from .config import default_cache_dir
+    from .cache import default_cache_dir
     from .onnx_export import FP32_FILE, INT8_FILE, MANIFEST_FILE, export_folder
 
     cache_dir = Path(settings.cache_dir or default_cache_dir())

@@ -99,7 +99,7 @@ class LocalLLM:
 
         import llama_cpp
 
-        from .config import default_cache_dir
+        from .cache import default_cache_dir, write_atomically
 
         tokens = model.tokenize(prefix.encode("utf-8"), special=True)  # as create_completion does
         model_file = Path(local_model_path())
@@ -126,10 +126,7 @@ class LocalLLM:
         buffer = (ctypes.c_uint8 * size)()
         written = llama_cpp.llama_state_get_data(context, buffer, size)
         try:
-            state_file.parent.mkdir(parents=True, exist_ok=True)
-            partial = state_file.with_name(f"{state_file.name}.{os.getpid()}.tmp")
-            partial.write_bytes(bytes(buffer)[:written])
-            os.replace(partial, state_file)
+            write_atomically(state_file, bytes(buffer)[:written])
         except OSError:
             pass  # a read-only cache only costs the next start its second
 

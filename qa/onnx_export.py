@@ -13,6 +13,7 @@ import shutil
 import time
 from pathlib import Path
 
+from .cache import write_atomically
 from .errors import BackendError
 
 # Everything that changes the exported files goes in here: it is part of the cache key.
@@ -50,7 +51,7 @@ def weights_sha256(weights: Path, cache_dir: Path) -> str:
             digest.update(block)
     memo[memo_key] = digest.hexdigest()
     try:
-        _write_atomically(memo_file, json.dumps(memo, indent=1))
+        write_atomically(memo_file, json.dumps(memo, indent=1))
     except OSError:
         pass  # a read-only cache only means hashing again next time
     return memo[memo_key]
@@ -87,7 +88,7 @@ def exported(model_dir: Path, cache_dir: Path) -> Path:
             "set QA_CACHE_DIR to a writable folder"
         ) from None
     try:
-        _export(model_dir, building)
+        _export(model_dir, building, cache_dir)
         try:
             building.rename(target)
         except OSError:
@@ -102,17 +103,21 @@ def read_manifest(folder: Path) -> dict:
     return json.loads((folder / MANIFEST_FILE).read_text())
 
 
-def _export(model_dir: Path, out: Path) -> None:
+def _export(model_dir: Path, out: Path, cache_dir: Path) -> None:
+    import warnings
+
     import numpy as np
+    import onnxruntime
     import torch
-    from onnxruntime.quantization import QuantType, quantize_dynamic
     import transformers
+    from onnxruntime.quantization import QuantType, quantize_dynamic
     from transformers import AutoModel
 
     from .encoders import PRECISION_PROBE, OnnxMiniLM, TorchMiniLM
 
     started = time.perf_counter()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a local folder; never reach for a hub
+
     class MeanPooled(torch.nn.Module):
         """BERT -> mean over real tokens -> unit length: the three sentence-transformers modules."""
 
@@ -132,8 +137,6 @@ def _export(model_dir: Path, out: Path) -> None:
     example = torch.ones(2, 8, dtype=torch.long)
     inputs = ["input_ids", "attention_mask", "token_type_ids"]
     axes = {name: {0: "batch", 1: "tokens"} for name in inputs} | {"sentence_embedding": {0: "batch"}}
-    import warnings
-
     with torch.inference_mode(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # tracer notes about Python-side shape checks: harmless here
         # The TorchScript exporter: the dynamo one needs onnxscript and gives the same graph here.
@@ -156,11 +159,9 @@ def _export(model_dir: Path, out: Path) -> None:
         agreement[variant] = float(np.min((reference * vectors).sum(axis=1)))
     if agreement["onnx-fp32"] < EXPORT_MIN_COSINE:
         raise BackendError(f"ONNX export of {model_dir} does not reproduce torch (cosine {agreement['onnx-fp32']:.5f})")
-    import onnxruntime
-
     manifest = {
         "settings": EXPORT_SETTINGS,
-        "weights_sha256": weights_sha256(model_dir / "model.safetensors", out.parent.parent),
+        "weights_sha256": weights_sha256(model_dir / "model.safetensors", cache_dir),
         "torch": torch.__version__,
         "onnxruntime": onnxruntime.__version__,
         "probe_min_cosine_to_torch_fp32": agreement,
@@ -168,9 +169,3 @@ def _export(model_dir: Path, out: Path) -> None:
     }
     (out / MANIFEST_FILE).write_text(json.dumps(manifest))
 
-
-def _write_atomically(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    temporary.write_text(text)
-    os.replace(temporary, path)

@@ -48,7 +48,7 @@ def test_export_is_cached_under_the_weights_hash_and_the_export_settings(tmp_pat
 
 def test_every_encoder_agrees_with_torch_fp32_and_int8_vectors_depend_on_the_text_alone():
     from qa.encoders import SAME_VECTORS_COSINE, USABLE_COSINE, cpu_supports_bf16, local_encoders
-    from qa.config import default_cache_dir
+    from qa.cache import default_cache_dir
 
     encoders = local_encoders(default_cache_dir())
     sentences = seed_sentences()
