@@ -7,6 +7,11 @@ Answer kinds:
   fails its grounding check while the sentence clearly answers);
 - fact: a question about the article itself (author, date, dateline, headline, source, URL),
   answered from the stored article record;
+- summary: a whole article summarised (tl;dr, summary, key points): its lede and most central
+  sentences, cited (a chat model writes them up with [n] citations);
+- timeline: the news on a topic over time ("What's the latest on X?"), or the articles of the
+  dates a question names: matching articles newest first, each with its date, headline and the
+  sentence that matters;
 - not_found: "The articles don't say.", with the closest passages shown as such.
 
 Small local models answer best from one short evidence sentence with a completion-style few-shot
@@ -29,13 +34,16 @@ from typing import Iterator, Protocol
 
 from .chunking import sentence_spans
 from .config import Settings
+from .dates import DateRange, has_date, read_dates
+from .overview import TIMELINE_ARTICLES, lede_index, newest_first, on_topic, summary_picks
 from .questions import (
     answer_kind, check_question, content_lemmas, has_pronoun, lemma_coverage, name_in, question_names, rewrite_follow_up,
+    timeline_topic,
 )
-from .retrieval import Sentence, tokenize
+from .retrieval import Filters, Sentence, date_ord, tokenize
 
 NOT_FOUND = "The articles don't say."
-KINDS = ("span", "quote", "fact", "not_found")
+KINDS = ("span", "quote", "fact", "summary", "timeline", "not_found")
 PROMPTS = Path(__file__).resolve().parent.parent / "prompts"
 ANSWERABILITY = Path(__file__).resolve().parent / "answerability.json"
 _REFUSALS = {"", "unanswerable", "unknown", "none", "n/a", "no answer", "not stated", "the articles don't say."}
@@ -46,12 +54,15 @@ FACT_LABELS = {
 
 
 class EvidenceSource(Protocol):
-    """What the engine needs from a library: ranked sentences for a question, and the article
-    records (for questions about an article itself)."""
+    """What the engine needs from a library: ranked sentences for a question, the article
+    records (for questions about an article itself, and dates), and one article's sentences with
+    their vectors (for summaries)."""
 
     def sentences(self, question: str, filters=None, pool: int | None = None) -> list[Sentence]: ...
 
     def articles(self) -> list: ...
+
+    def article_sentences(self, article_id: str) -> tuple: ...
 
 
 @dataclass
@@ -80,22 +91,24 @@ class Answer:
     grounded: float  # share of the answer's content words found in the cited sentences
     timings: dict = field(default_factory=dict)  # seconds: condense, retrieve, first_token, generate, total
     question: str = ""  # the standalone question actually answered
-    kind: str = "span"  # span | quote | fact | not_found
+    kind: str = "span"  # span | quote | fact | summary | timeline | not_found
     # Signals the answer/refuse decision looked at (coverage, scores, agreement, the model's span).
     signals: dict = field(default_factory=dict)
     tokens: int = 0  # tokens generated, all attempts included
     closest: list[Citation] = field(default_factory=list)  # not_found: the nearest passages, not citations
+    dates: str = ""  # the publication dates the question named, in words ("articles from 2019-11-01 to …")
 
     @property
     def refused(self) -> bool:
         return self.kind == "not_found"
 
     def cited_text(self) -> str:
-        """The text with its citation marks: "Motegi [1]" (a chat model's text has its own)."""
+        """The text with its citation marks: "Motegi [1]" (a chat model's text, a summary and a
+        timeline have their own)."""
         if self.refused or not self.citations:
             return self.text
         marks = " ".join(f"[{c.n}]" for c in self.citations)
-        return self.text if "[" in self.text else f"{self.text} {marks}"
+        return self.text if re.search(r"\[\d+\]", self.text) else f"{self.text} {marks}"
 
     def to_dict(self) -> dict:
         return {
@@ -109,6 +122,7 @@ class Answer:
             "signals": {k: round(v, 4) if isinstance(v, float) else v for k, v in self.signals.items()},
             "timings": {k: round(v, 4) for k, v in self.timings.items()},
             "tokens": self.tokens,
+            "dates": self.dates,
         }
 
 
@@ -151,8 +165,30 @@ def rank_evidence(question: str, ranked: list[Sentence], among: int = 3) -> list
     than names) they hold: the retriever's score is tuned to find passages; the one sentence to
     answer from must speak of what was asked ("Who did Milley meet?": met, not just Milley).
     On SQuAD 2.0 the top sentence then holds the answer for 77.0% of questions, against 75.5%."""
-    head = sorted(ranked[:among], key=lambda s: s.score + 2.0 * lemma_coverage(question, s.text, skip_names=True), reverse=True)
+    speaker = speaker_of(question)
+    if speaker:  # "What did Motegi say?": the sentences where Motegi speaks, among more of the best
+        among = max(among, 10)
+    head = sorted(ranked[:among], key=lambda s: s.score + 2.0 * lemma_coverage(question, s.text, skip_names=True)
+                  + (4.0 if speaker and spoken_by(speaker, s.text) else 0.0), reverse=True)
     return head + ranked[among:]
+
+
+_SPEAKING = r"(?:said|says|say|told|tells|added|adds|stated|noted|warned|argued|explained|insisted|declared|announced)"
+_SPEAKER_QUESTION_RE = re.compile(
+    r"\b[Ww]hat (?:did|does|has|had|have) ((?:[A-Z][\w.'’-]*\s+)*[A-Z][\w'’-]*) (?:say|said|tell|told|add|state|note|warn|argue|explain|insist|declare|announce)\b")
+
+
+def speaker_of(question: str) -> str | None:
+    """The name of whoever a "What did X say?" question is about (its last word: Motegi for
+    Toshimitsu Motegi), or None."""
+    match = _SPEAKER_QUESTION_RE.search(question)
+    return match.group(1).split()[-1] if match else None
+
+
+def spoken_by(name: str, text: str) -> bool:
+    """Is the sentence something `name` said ("…," Motegi said / Motegi told reporters that …)?"""
+    name = re.escape(name)
+    return bool(re.search(rf"\b{name}\b(?:\s+[\w'’,-]+){{0,3}}\s+{_SPEAKING}\b|\b{_SPEAKING}\s+(?:[A-Z][\w'’.-]*\s+){{0,3}}{name}\b", text))
 
 
 def expand_name(span: str, sentence: str) -> str:
@@ -373,34 +409,132 @@ class Engine:
     # --- the chain ---------------------------------------------------------------------------
     def stream(self, question: str, history=None, filters=None) -> Iterator[str | Answer]:
         """Yields answer text as it is produced, then the final Answer. `filters`: as for
-        Library.search (article_id, source, date_from, date_to)."""
+        Library.search (article_id, source, date_from, date_to); a date the question names
+        ("in November 2019", "on Tuesday") narrows them further."""
         question = check_question(question, self.settings.max_question_chars)
         timings: dict[str, float] = {}
         t0 = time.perf_counter()
-        standalone, search_text = self.condense(question, history)
-        timings["condense"] = time.perf_counter() - t0
-
-        t = time.perf_counter()
-        kind, fact_field = answer_kind(standalone)
-        ranked = rank_evidence(standalone, self.evidence.sentences(search_text, filters=filters, pool=self.settings.answer_k))
-        timings["retrieve"] = time.perf_counter() - t
-        t = time.perf_counter()
-        if kind == "fact":
-            answer = self._fact(standalone, fact_field, ranked)
-            timings["first_token"] = time.perf_counter() - t
+        dated, asked = self.read_dates(question, history)
+        filters = with_dates(filters, dated)
+        kind, detail = answer_kind(asked)
+        if dated is not None and kind not in ("fact", "summary", "timeline"):
+            topic = timeline_topic(asked, dated=True)  # "What happened on Tuesday?": that day's articles
+            if topic is not None:
+                kind, detail = "timeline", topic
+        answer = self._no_articles_then(question, dated, filters) if dated is not None else None
+        if answer is not None and answer.refused:
+            timings["first_token"] = time.perf_counter() - t0
             yield answer.text
-        else:
+        elif answer is not None:  # the date is what the articles speak of, not when they appeared
+            dated, asked, filters = None, question, with_dates(answer.signals.get("filters"), None)
+            kind, detail = answer_kind(asked)
             answer = None
-            generate = self._generate_chat if self.llm.style == "chat" else self._generate_local
-            for item in generate(standalone, search_text, kind, ranked, timings, t):
+        if answer is None and kind in ("summary", "timeline"):
+            t = time.perf_counter()
+            make = self._summary if kind == "summary" else self._timeline
+            for item in make(asked, detail, history, filters):
                 if isinstance(item, Answer):
                     answer = item
                 else:
+                    timings.setdefault("first_token", time.perf_counter() - t)
                     yield item
             timings["generate"] = time.perf_counter() - t
+            standalone = asked
+        elif answer is None:
+            standalone, search_text = self.condense(asked, history)
+            timings["condense"] = time.perf_counter() - t0
+            t = time.perf_counter()
+            kind, fact_field = answer_kind(standalone)
+            kind = kind if kind in ("span", "quote", "fact") else "span"
+            ranked = rank_evidence(standalone, self.evidence.sentences(search_text, filters=filters, pool=self.settings.answer_k))
+            timings["retrieve"] = time.perf_counter() - t
+            t = time.perf_counter()
+            if kind == "fact":
+                answer = self._fact(standalone, fact_field, ranked)
+                timings["first_token"] = time.perf_counter() - t
+                yield answer.text
+            else:
+                generate = self._generate_chat if self.llm.style == "chat" else self._generate_local
+                for item in generate(standalone, search_text, kind, ranked, timings, t):
+                    if isinstance(item, Answer):
+                        answer = item
+                    else:
+                        yield item
+                timings["generate"] = time.perf_counter() - t
+        else:
+            standalone = question
         answer.question = standalone
+        answer.signals.pop("filters", None)
+        if dated is not None:
+            answer.signals |= dated.signals()
+            answer.dates = dated.describe()
         answer.timings = timings | {"total": time.perf_counter() - t0}
         yield answer
+
+    # --- dates in questions ------------------------------------------------------------------
+    def read_dates(self, question: str, history=None) -> tuple[DateRange | None, str]:
+        """(the publication dates a question names, the question without them). Weekday names
+        count back from the article being discussed (the previous turn's) or else the newest one;
+        "yesterday" / "last week" from today, or from the newest article when the library holds
+        nothing that recent. In a library without dates, a date is just words of the question."""
+        if not has_date(question):
+            return None, question
+        from datetime import date
+
+        days = sorted(r.published for r in self.evidence.articles() if r.published)
+        if not days:
+            return None, question
+        newest = date.fromisoformat(days[-1])
+        discussed = self._discussed_day(history)
+        about = discussed or newest
+        dated, rest = read_dates(question, today=date.today(), article_day=about)
+        if dated is None:
+            return None, question
+        if dated.counted_from == "article":
+            dated.basis = f"counted from the {'article discussed' if discussed else 'newest article'} ({about})"
+        elif dated.counted_from == "today":
+            if not _any_between(days, dated.date_from, dated.date_to) and newest < date.today():
+                dated, rest = read_dates(question, today=newest, article_day=about)
+                dated.basis = f"counted from the newest article ({newest}): the library holds nothing that recent"
+            else:
+                dated.basis = f"counted from today ({date.today()})"
+        return dated, rest
+
+    def _discussed_day(self, history):
+        """The date of the article the conversation is about: the one its last question's best
+        evidence comes from."""
+        pairs = normalise_history(history)
+        if not pairs:
+            return None
+        from datetime import date
+
+        ranked = self.evidence.sentences(" ".join(pairs[-1]), pool=5)
+        published = ranked[0].hit.published if ranked else None
+        return date.fromisoformat(published) if published else None
+
+    def _no_articles_then(self, question: str, dated: DateRange, filters: Filters) -> Answer | None:
+        """None when articles were published in the range. Else: a refusal naming the range and
+        the closest dates the library has — unless the date is what the evidence speaks of
+        ("What happened in 1998?" over a 2019 article on 1998), which comes back as a non-refusal
+        carrying the filters without the dates."""
+        records = [r for r in self.evidence.articles() if r.published]
+        days = sorted({r.published for r in records})
+        if _any_between(days, filters.date_from, filters.date_to):
+            return None
+        undated = replace(filters, date_from=None, date_to=None)
+        ranked = self.evidence.sentences(question, filters=undated, pool=self.settings.answer_k)
+        spoken = re.sub(r"^(?:in|on|during|since|after|before|until|till|from|of|as of|the)\s+", "", dated.phrase, flags=re.I)
+        if not dated.counted_from and any(spoken.lower() in s.text.lower() for s in ranked[:3]):
+            return Answer("", [], 0.0, signals={"filters": undated})
+        target = filters.date_from or filters.date_to
+        closest = sorted(days, key=lambda d: abs(_ordinal(d) - _ordinal(target)))[:3] if target else days[-3:]
+        text = f"No {dated.describe()}."
+        if closest:
+            text += " The closest dates available: " + ", ".join(sorted(closest)) + "."
+        answer = self.not_found(ranked)
+        answer.text = text
+        answer.signals["closest_dates"] = ", ".join(sorted(closest))
+        return answer
 
     def ask(self, question: str, history=None, filters=None) -> Answer:
         answer = None
@@ -414,6 +548,113 @@ class Engine:
         """The refusal, with the closest passages for a person to check."""
         closest = [Citation.of(n, s) for n, s in enumerate(ranked[: self.settings.closest_passages], start=1)]
         return Answer(NOT_FOUND, [], 0.0, kind="not_found", signals=dict(signals or {}), closest=closest)
+
+    # --- summary: one whole article ----------------------------------------------------------
+    def _summary(self, question: str, length: str, history, filters: Filters):
+        """The article's lede and most central sentences, cited, in article order: a sentence or
+        two (tl;dr), three (summary) or a list of five (key points). A chat model writes them up
+        with [n] citations; where its text is not grounded in them, they are given as they are."""
+        record = self._summary_article(question, history, filters)
+        if record is None:
+            answer = self.not_found([])
+            yield answer.text
+            yield answer
+            return
+        _, sentences, vectors = self.evidence.article_sentences(record.id)
+        picked = [sentences[i] for i in summary_picks(sentences, vectors, length)]
+        citations = [Citation(n, record.title, record.id, s.text, s.start, s.end, record.published) for n, s in enumerate(picked, 1)]
+        signals = {"article_id": record.id, "length": length}
+        answer = None
+        if self.llm.style == "chat" and citations:
+            answer = yield from self._chat_summary(question, length, citations, signals)
+        if answer is None:
+            if length == "key_points":
+                text = "\n".join(f"- {c.quote} [{c.n}]" for c in citations)
+            else:
+                text = " ".join(f"{c.quote} [{c.n}]" for c in citations)
+            answer = Answer(text, citations, 1.0, kind="summary", signals=signals)
+            yield text
+        yield answer
+
+    def _chat_summary(self, question: str, length: str, citations: list[Citation], signals: dict):
+        """A chat model's summary of the chosen sentences, or None when it cites none of them or
+        strays from them (its tokens have streamed; the caller then gives the sentences)."""
+        sources = "\n".join(f"[{c.n}] <<<{quoted(c.quote)}>>>" for c in citations)
+        shape = {"tldr": "in one or two sentences", "summary": "in two to four sentences",
+                 "key_points": "as a short list of key points, one line each starting with '- '"}[length]
+        messages = [{"role": "system", "content": prompt_template("chat_system.txt")},
+                    {"role": "user", "content": prompt_template("chat_summary.txt").format(sources=sources, shape=shape, question=question)}]
+        raw = "".join(self.llm.stream(messages, max_tokens=320)).strip()
+        cited = sorted({int(n) for n in re.findall(r"\[(\d+)\]", raw) if 0 < int(n) <= len(citations)})
+        if not cited or _is_refusal(raw):
+            return None
+        score = groundedness(re.sub(r"\[\d+\]", "", raw), [citations[n - 1].quote for n in cited])
+        if score < self.settings.min_grounded:
+            return None
+        yield raw
+        return Answer(raw, [citations[n - 1] for n in cited], score, kind="summary", signals=signals | {"grounded": score})
+
+    def _summary_article(self, question: str, history, filters: Filters):
+        """The article a summary question is about: the one its quoted or written-out title names;
+        else the best match for its own topic words ("Summarize the story about GSOMIA"); else the
+        one the conversation is about; else the only one, or the newest, within the filters."""
+        records = self._records(filters)
+        if not records:
+            return None
+        folded = question.casefold()
+        named = [r for r in records if r.title and (r.title.casefold() in folded or
+                 any(q.strip().casefold() in r.title.casefold() for q in re.findall(r"[\"“]([^\"”]{4,})[\"”]", question)))]
+        if named:
+            return named[0]
+        by_id = {r.id: r for r in records}
+        topic = [w for w in content_lemmas(question) if w not in _SUMMARY_WORDS]
+        pairs = normalise_history(history)
+        search = question if topic else " ".join(pairs[-1]) if pairs else None
+        if search and len(records) > 1:
+            for sentence in self.evidence.sentences(search, filters=filters, pool=5):
+                if sentence.hit.article_id in by_id:
+                    return by_id[sentence.hit.article_id]
+        return newest_first(records, lambda r: r.published)[0]
+
+    def _records(self, filters: Filters) -> list:
+        """The article records within the filters."""
+        return [r for r in self.evidence.articles()
+                if filters.matches({"article_id": r.id, "source": r.source,
+                                    "published_ord": date_ord(r.published) if r.published else None})]
+
+    # --- timeline: a topic over time, or the articles of some dates ---------------------------
+    def _timeline(self, question: str, topic: str, history, filters: Filters):
+        """The articles on the topic (or, for "What happened on Tuesday?", all of those dates),
+        newest first, each with its date, headline and the sentence that matters: the one that
+        speaks of the topic best, or the lede."""
+        found: list[tuple] = []  # (record-like hit, sentence text, start, end)
+        if content_lemmas(topic):
+            best: dict[str, Sentence] = {}
+            for sentence in self.evidence.sentences(topic, filters=filters, pool=self.settings.answer_k):
+                best.setdefault(sentence.hit.article_id, sentence)
+            for sentence in best.values():
+                if on_topic(topic, sentence.text, sentence.hit.text, sentence.similarity):
+                    hit = sentence.hit
+                    found.append((hit.article_id, hit.title, hit.published, sentence.text, sentence.start, sentence.end))
+        else:
+            for record in newest_first(self._records(filters), lambda r: r.published)[:TIMELINE_ARTICLES]:
+                _, sentences, _ = self.evidence.article_sentences(record.id)
+                lede = lede_index(sentences)
+                if lede is not None:
+                    s = sentences[lede]
+                    found.append((record.id, record.title, record.published, s.text, s.start, s.end))
+        found = newest_first(found, lambda item: item[2])[:TIMELINE_ARTICLES]
+        if not found:
+            answer = self.not_found(self.evidence.sentences(topic or question, filters=filters, pool=5) if topic else [])
+            yield answer.text
+            yield answer
+            return
+        citations = [Citation(n, title, article_id, text, start, end, published)
+                     for n, (article_id, title, published, text, start, end) in enumerate(found, 1)]
+        lines = [f"{c.published or 'undated'} — {c.title}: {c.quote} [{c.n}]" for c in citations]
+        text = lines[0] if len(lines) == 1 else "\n".join(f"- {line}" for line in lines)
+        yield text
+        yield Answer(text, citations, 1.0, kind="timeline", signals={"topic": topic, "articles": len(citations)})
 
     # --- fact: the article record ------------------------------------------------------------
     def _fact(self, question: str, name: str, ranked: list[Sentence]) -> Answer:
@@ -579,7 +820,33 @@ class Engine:
         return Answer(text, [Citation.of(1, sentence)], score, kind="span")
 
 
+def with_dates(filters, dated: DateRange | None) -> Filters:
+    """The caller's filters narrowed to the dates a question names (both bounds kept: the later
+    start, the earlier end)."""
+    filters = Filters.parse(filters)
+    if dated is None:
+        return filters
+    starts = [d for d in (filters.date_from, dated.date_from) if d]
+    ends = [d for d in (filters.date_to, dated.date_to) if d]
+    return replace(filters, date_from=max(starts) if starts else None, date_to=min(ends) if ends else None)
+
+
+def _any_between(days: list[str], date_from: str | None, date_to: str | None) -> bool:
+    return any((not date_from or d >= date_from) and (not date_to or d <= date_to) for d in days)
+
+
+def _ordinal(iso_day: str) -> int:
+    from datetime import date
+
+    return date.fromisoformat(iso_day).toordinal()
+
+
 _FILLER = set(content_lemmas("The answer is: according to the sources, article, source"))
+# Words of a summary question that say how, not what: left out when looking for its topic.
+_SUMMARY_WORDS = set(content_lemmas(
+    "summary summarize summarise summarised summarized article story report piece news give key main major point points "
+    "takeaways highlights tell please brief briefly short version sentence sentences line lines gist recap overview "
+    "tl dr tldr nutshell important essential things facts details findings bullet one two can could all say says"))
 
 
 def _is_refusal(raw: str) -> bool:

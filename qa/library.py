@@ -258,14 +258,15 @@ class Library:
             self._engine = Engine(self, get_llm(self.settings), self.settings)
         return self._engine
 
-    def ask(self, question: str, history=None):
-        """A grounded Answer(text, kind, citations, grounded, timings): kind span, quote, fact, or
-        not_found ('The articles don't say.', with the closest passages)."""
-        return self.engine.ask(question, history)
+    def ask(self, question: str, history=None, filters: Filters | dict | None = None):
+        """A grounded Answer(text, kind, citations, grounded, timings): kind span, quote, fact,
+        summary (an article's summary or key points), timeline (articles on a topic, newest
+        first), or not_found ('The articles don't say.', with the closest passages)."""
+        return self.engine.ask(question, history, filters)
 
-    def stream(self, question: str, history=None):
+    def stream(self, question: str, history=None, filters: Filters | dict | None = None):
         """Yields answer tokens (str) as they are generated, then the final Answer."""
-        return self.engine.stream(question, history)
+        return self.engine.stream(question, history, filters)
 
     @_guarded
     def articles(self) -> list[ArticleRecord]:
@@ -301,6 +302,44 @@ class Library:
             self.store.bump_stamp()
         return {"articles": len(records), "chunks": len(ids), "orphan_chunks": len(orphans),
                 "incomplete_articles": incomplete, "repaired": bool(repair and (orphans or incomplete))}
+
+    @_guarded
+    def article_sentences(self, article_id: str):
+        """(record, sentences in article order, their vectors): the stored sentence vectors of
+        the article's current chunks (encoded here for chunks stored without them). KeyError when
+        no such article."""
+        import numpy as np
+
+        from .chunking import sentence_spans
+        from .overview import ArticleSentence
+        from .store import rows_to_vectors, sentence_offsets, sentence_rows
+
+        record = self.store.get_article(article_id)
+        if record is None:
+            raise KeyError(article_id)
+        got = self.store.chunks.get(
+            where={"$and": [{"article_id": article_id}, {"content_hash": record.content_hash}]},
+            include=["documents", "metadatas"],
+        )
+        seen: dict[tuple[int, int], np.ndarray | None] = {}
+        texts: dict[tuple[int, int], str] = {}
+        for doc, meta in sorted(zip(got["documents"], got["metadatas"]), key=lambda pair: int(pair[1]["start"])):
+            start = int(meta["start"])
+            spans = sentence_offsets(meta) or sentence_spans(doc) or [(0, len(doc))]
+            rows = sentence_rows(meta)
+            vectors = rows_to_vectors(rows) if rows is not None and len(rows) == len(spans) else [None] * len(spans)
+            for (s, e), vector in zip(spans, vectors):
+                if (start + s, start + e) not in seen:  # overlapping chunks share sentences
+                    seen[(start + s, start + e)] = vector
+                    texts[(start + s, start + e)] = doc[s:e]
+        missing = [key for key, vector in seen.items() if vector is None]
+        if missing:
+            encoded = np.asarray(self.embedder.embed([texts[key] for key in missing]), dtype=np.float32)
+            seen.update(zip(missing, encoded))
+        keys = sorted(seen)
+        vectors = np.asarray([seen[key] for key in keys], dtype=np.float32).reshape(len(keys), -1)
+        vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+        return record, [ArticleSentence(texts[key], *key) for key in keys], vectors
 
     @_guarded
     def article_text(self, article_id: str) -> str:

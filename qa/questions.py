@@ -46,12 +46,65 @@ _QUOTE_RE = re.compile(
     r"(?:explain|describe)\b|what (?:was|is) the reason\b|for what reason\b)", re.I)
 
 
+# Questions about a whole article: its summary, in one or two sentences (tl;dr) or as key points.
+# The first pattern that matches names the length.
+SUMMARY_PATTERNS: list[tuple[str, re.Pattern]] = [
+    ("tldr", re.compile(r"\btl;? ?dr\b|\bin (?:one|a|two|1|2) (?:sentence|line)s?\b|\bin a nutshell\b|\bbriefly\b|\bshort version\b", re.I)),
+    ("key_points", re.compile(r"\b(?:key|main|major|important|essential) (?:points?|facts|takeaways|details|things|findings)\b"
+                              r"|\btakeaways\b|\bhighlights\b|\bbullet points\b|\bpoints? (?:of|in) (?:the |this |that )?(?:article|story)", re.I)),
+    ("summary", re.compile(rf"\bsumm?ar(?:y|ise|ize|ised|ized|ising|izing)\b|\bgist\b|\brecap\b|\boverview of {_ARTICLE}"
+                           rf"|\bwhat(?:'s|’s| is| was)\s+{_ARTICLE}\s+(?:all\s+)?about\b|\bwhat(?:'s|’s| is| was) (?:it|this|that) (?:all )?about\b"
+                           rf"|\bwhat (?:is|was|'s) [\"“][^\"”]+[\"”] about\b|\bwhat does {_ARTICLE} say\b\W*$", re.I)),
+]
+# Questions about a topic over time: the matching articles, newest first. The topic is what follows.
+_TIMELINE_RE = re.compile(
+    r"^\W*(?:what(?:'s|’s| is| are| was)\s+(?:the\s+)?(?:latest|newest|most recent|new)\b(?:\s+(?:news|developments?|updates?|information))?"
+    r"(?:\s+(?:on|about|with|in|regarding|for|from|concerning))?\s*(?P<t1>.*)"
+    r"|(?:(?:is there|are there)\s+)?any\s+(?:new\s+|recent\s+|latest\s+)?(?:news|updates?|developments?)\s+(?:on|about|regarding|with)\s+(?P<t2>.*)"
+    r"|(?:give me |show me |tell me )?(?:the )?(?:latest|recent) (?:news|developments?|updates?) (?:on|about|regarding)\s+(?P<t3>.*)"
+    r"|what\s+happened\s+(?:with|regarding|about|in the case of)\s+(?P<t4>.*)"
+    r"|how\s+(?:did|has|have|is|are|does)\s+(?P<t5>.+?)\s+(?:develop(?:ed|ing)?|evolve[ds]?|unfold(?:ed|ing)?|progress(?:ed|ing)?)\b.*"
+    r"|(?:give me |show me )?(?:a |the )?(?:timeline|chronology|history of events)\s+(?:of|for|on|about)\s+(?P<t6>.*)"
+    r"|what(?:'s|’s| is| has been)\s+(?:been\s+)?happening\s+(?:with|on|in|to|at)\s+(?P<t7>.*))$", re.I)
+# "What happened?" with a date ("… on Tuesday", "… last week"): the articles of those dates.
+_WHAT_HAPPENED_RE = re.compile(r"^\W*what(?:'s| has| was)?\s+(?:happened|happening|(?:was |is )?(?:in the )?news)\b(?:\s+(?:in|to|with|at|on|about)\b)?\s*(?P<topic>.*)$", re.I)
+
+
+def summary_length(question: str) -> str | None:
+    """"tldr", "summary" or "key_points" for a question about a whole article, else None."""
+    for name, pattern in SUMMARY_PATTERNS:
+        if pattern.search(question):
+            return name
+    return None
+
+
+def timeline_topic(question: str, dated: bool = False) -> str | None:
+    """The topic of a question about the news over time ("What's the latest on GSOMIA?" ->
+    "GSOMIA"; "" for no topic), or None for any other question. `dated`: the question named a
+    date, so a plain "What happened?" asks for the articles of those dates."""
+    match = _TIMELINE_RE.match(question.strip())
+    if not match and dated:
+        match = _WHAT_HAPPENED_RE.match(question.strip())
+    if not match:
+        return None
+    topic = next((g for g in match.groups() if g), "")
+    return re.sub(r"^(?:the|a|an)\s+|[\s?.!]+$", "", topic.strip(), flags=re.I)
+
+
 def answer_kind(question: str) -> tuple[str, str | None]:
-    """("fact", field) for a question about the article itself, ("quote", None) for one whose
-    answer is a statement (why / how / what someone said or did), else ("span", None)."""
+    """("fact", field) for a question about the article itself, ("summary", length) for one
+    about a whole article, ("timeline", topic) for the news on a topic over time, ("quote",
+    None) for one whose answer is a statement (why / how / what someone said or did), else
+    ("span", None)."""
     for name, pattern in FACT_PATTERNS:
         if pattern.search(question):
             return "fact", name
+    length = summary_length(question)
+    if length:
+        return "summary", length
+    topic = timeline_topic(question)
+    if topic is not None:
+        return "timeline", topic
     if _QUOTE_RE.search(question):
         return "quote", None
     return "span", None
