@@ -3,7 +3,10 @@
 Our JSONL: an optional first line {"corpus": "folder relative to this file"} naming the articles
 to ingest, then one question per line:
     {"id"?, "question", "answers": [...], "unanswerable"?: bool, "article"?: article id,
-     "support"?: the sentence that answers it, "history"?: [[question, answer], ...]}
+     "support"?: the sentence that answers it, "history"?: [[question, answer], ...],
+     "expect"?: what a right answer must be (evals/run.py meets_expectation): its kind, the
+                articles its citations come from (in order, first, only, not), sentences it cites}
+The corpus may be a list of folders.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ class EvalItem:
     history: list = field(default_factory=list)
     spans: list = field(default_factory=list)  # gold (start, end) in the cleaned article (SQuAD)
     kind: str = ""
+    expect: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -54,13 +58,17 @@ def load_dataset(path: Path, corpus: Path | None, workdir: Path) -> Dataset:
         except json.JSONDecodeError as exc:
             raise InputError(f"{path}:{number}", f"invalid JSON ({exc.msg})") from None
         if "corpus" in record and "question" not in record:
-            folder = (path.parent / record["corpus"]).resolve()
+            named = record["corpus"] if isinstance(record["corpus"], list) else [record["corpus"]]
+            folder = [(path.parent / name).resolve() for name in named]
             continue
         if not isinstance(record.get("question"), str) or not record["question"].strip():
             raise InputError(f"{path}:{number}", "field 'question' is missing or empty")
         unanswerable = bool(record.get("unanswerable"))
         answers = record.get("answers") or []
-        if not unanswerable and not answers:
+        expect = record.get("expect") or {}
+        if not isinstance(expect, dict):
+            raise InputError(f"{path}:{number}", "field 'expect' must be an object")
+        if not unanswerable and not answers and not expect:
             raise InputError(f"{path}:{number}", "field 'answers' is empty for an answerable question")
         items.append(
             EvalItem(
@@ -72,12 +80,13 @@ def load_dataset(path: Path, corpus: Path | None, workdir: Path) -> Dataset:
                 support=record.get("support"),
                 history=record.get("history") or [],
                 kind=record.get("kind", ""),
+                expect=expect,
             )
         )
-    chosen = corpus or folder
+    chosen = [Path(corpus)] if corpus else folder
     if chosen is None:
         raise InputError(str(path), "no corpus: add a {\"corpus\": ...} first line or pass --corpus")
-    return Dataset(path.stem, items, [Path(chosen)])
+    return Dataset(path.stem, items, chosen)
 
 
 def _load_squad(path: Path, workdir: Path) -> Dataset:

@@ -42,6 +42,30 @@ def contains_gold(answer: str, golds: list[str]) -> bool:
     return any(normalise_answer(g) and normalise_answer(g) in text for g in golds)
 
 
+def meets_expectation(expect: dict, answer, golds: list[str]) -> bool:
+    """Whether an answer is what an item's "expect" asks: its kind; the articles its citations
+    come from (all of "articles", or "any" of them; "only" those; in their "ordered" order, newest
+    first; "first" among them; "not" these); sentences it must cite ("cites"); words its text
+    must hold ("mentions"); and, with gold answers, one of them in the text."""
+    cited: list[str] = []
+    for c in answer.citations:
+        if c.article_id not in cited:
+            cited.append(c.article_id)
+    wanted = expect.get("articles", [])
+    checks = [
+        expect.get("kind") in (None, answer.kind),
+        bool(set(cited) & set(wanted)) if expect.get("any") else set(wanted) <= set(cited),
+        not expect.get("only") or set(cited) <= set(wanted),
+        not expect.get("ordered") or [a for a in cited if a in wanted] == wanted,
+        expect.get("first") in (None, cited[0] if cited else None),
+        not set(expect.get("not", [])) & set(cited),
+        all(any(s in c.quote for c in answer.citations) for s in expect.get("cites", [])),
+        all(m in answer.text for m in expect.get("mentions", [])),
+        not golds or contains_gold(answer.text, golds),
+    ]
+    return all(checks)
+
+
 def judge_correct(judge, item: EvalItem, answer: str) -> bool | None:
     """Optional LLM-as-judge (a capable chat model): is the answer correct given the gold answers?"""
     prompt = (
@@ -66,7 +90,10 @@ def evaluate(lib, item: EvalItem, judge=None) -> dict:
         "candidate": answer.signals.get("candidate", None if answer.refused else answer.text),
         "timings": {**answer.timings, "search_k10": search_s}, "tokens": answer.tokens,
     }
-    if item.unanswerable:
+    if item.expect:  # whole-article, timeline and dated questions: judged by what they cite
+        ok = meets_expectation(item.expect, answer, item.answers)
+        row |= {"em": None, "f1": None, "contains": ok, "useful": ok, "candidate_useful": ok, "expect": item.expect}
+    elif item.unanswerable:
         row |= {"refusal_correct": answer.refused}
     else:
         text = "" if answer.refused else answer.text
@@ -83,7 +110,10 @@ def summarise(rows: list[dict]) -> dict:
     answerable = [r for r in rows if not r["unanswerable"]]
     unanswerable = [r for r in rows if r["unanswerable"]]
     answered = [r for r in rows if not r["refused"]]
-    mean = lambda values: statistics.mean(values) if values else None  # noqa: E731
+    def mean(values):
+        values = [v for v in values if v is not None]  # judged by expectation: no F1
+        return statistics.mean(values) if values else None
+
     spans = [r for r in answerable if r["answer_kind"] == "span"]
     summary: dict = {
         "questions": len(rows), "answerable": len(answerable), "unanswerable": len(unanswerable),
@@ -115,6 +145,16 @@ def summarise(rows: list[dict]) -> dict:
                "f1": mean([r["f1"] for r in answerable if r["answer_kind"] == kind]),
                "unanswerable": sum(r["answer_kind"] == kind for r in unanswerable)}
         for kind in KINDS
+    }
+    by_question = {}
+    for r in rows:
+        by_question.setdefault(r["kind"] or "—", []).append(r)
+    summary["question_kinds"] = {
+        kind: {"questions": len(group),
+               "right": mean([float(r["refusal_correct"] if r["unanswerable"] else r["useful"]) for r in group]),
+               "total_s_p50": percentile([r["timings"]["total"] for r in group], 50),
+               "total_s_p95": percentile([r["timings"]["total"] for r in group], 95)}
+        for kind, group in sorted(by_question.items())
     }
     judged = [r["judge_correct"] for r in answerable if r.get("judge_correct") is not None]
     if judged:
@@ -154,12 +194,15 @@ def write_report(run: Path, summary: dict, rows: list[dict], meta: dict) -> None
               "| recall | " + " | ".join(fmt(v) for v in summary["recall_at_k"].values()) + " |", "",
               "## Latency (seconds)", "", "| stage | p50 | p95 |", "|---|---|---|"]
     lines += [f"| {n} | {fmt(summary[f'{n}_s_p50'])} | {fmt(summary[f'{n}_s_p95'])} |" for n in LATENCIES]
+    lines += ["", "## By kind of question", "", "| question kind | questions | right | p50 s | p95 s |", "|---|---|---|---|---|"]
+    lines += [f"| {kind} | {k['questions']} | {fmt(k['right'])} | {fmt(k['total_s_p50'])} | {fmt(k['total_s_p95'])} |"
+              for kind, k in summary["question_kinds"].items()]
     lines += ["", "## Answers by kind", "", "| kind | answers | of answerable | useful | F1 | of unanswerable |",
               "|---|---|---|---|---|---|"]
     lines += [f"| {kind} | {k['answers']} | {k['answerable']} | {fmt(k['useful'])} | {fmt(k['f1'])} | {k['unanswerable']} |"
               for kind, k in summary["kinds"].items()]
 
-    f1s = [r["f1"] for r in rows if not r["unanswerable"]]
+    f1s = [r["f1"] for r in rows if not r["unanswerable"] and r["f1"] is not None]
     fig, ax = plt.subplots(figsize=(5, 3))
     ax.hist(f1s, bins=10, range=(0, 1), color="#2563eb")
     ax.set(title="Token F1 per answerable question", xlabel="F1", ylabel="questions")
