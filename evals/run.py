@@ -148,7 +148,7 @@ def summarise(rows: list[dict]) -> dict:
     }
     by_question = {}
     for r in rows:
-        by_question.setdefault(r["kind"] or "—", []).append(r)
+        by_question.setdefault(r.get("kind") or "—", []).append(r)
     summary["question_kinds"] = {
         kind: {"questions": len(group),
                "right": mean([float(r["refusal_correct"] if r["unanswerable"] else r["useful"]) for r in group]),

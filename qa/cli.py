@@ -144,6 +144,8 @@ def ask(
     if live:
         typer.echo("\r\033[K", nl=False)
     typer.secho(answer.text, bold=True)
+    if answer.dates:
+        typer.echo(f"Searched {answer.dates}.")
     for c in answer.citations:
         where = f"{c.field} of the article" if c.field else f"{c.start}-{c.end}"
         typer.echo(f"[{c.n}] {c.title} ({c.published or 'undated'}) {c.article_id}:{where}\n    \"{c.quote}\"")

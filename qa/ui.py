@@ -115,7 +115,7 @@ class App:
         """The HTTP API: the answer text, its numbered sources (or the closest passages of a
         refusal), then the answer's kind."""
         answer = self.library().ask(question)
-        lines = [answer.text]
+        lines = [answer.text] + ([f"dates: {answer.dates}"] if answer.dates else [])
         for c in answer.citations:
             lines.append(f"[{c.n}] {c.title} ({c.published or 'undated'}): \"{c.quote}\"")
         for c in answer.closest:
@@ -174,9 +174,12 @@ class App:
         """Example questions: the seed question when the seed is stored, then one per article title."""
         questions = []
         records = self.library().articles()
-        if any("gsomia" in r.id for r in records):
+        seed = any("gsomia" in r.id for r in records)
+        if seed:
             questions.append(SEED_QUESTION)
-        questions += [f"What is \"{r.title}\" about?" for r in records[:3] if r.title]
+        questions += [f"What is \"{r.title}\" about?" for r in records[:2] if r.title]
+        if records:  # the whole-article and over-time questions a news chat gets first
+            questions += ["Give me the key points of the article."] + (["What's the latest on GSOMIA?"] if seed else [])
         return questions or [SEED_QUESTION]
 
 
@@ -200,19 +203,22 @@ KIND_WORDS = {
     "span": "a short answer copied from the cited sentence",
     "quote": "the cited sentence, quoted as it stands",
     "fact": "from the article's record",
+    "summary": "the article's lede and most central sentences, cited",
+    "timeline": "the matching articles, newest first, each with the sentence that matters",
 }
 
 
 def sources_html(lib: Library, answer: Answer) -> str:
     """Each citation: title, date, and its sentence highlighted inside the surrounding passage.
     A refusal shows the closest passages instead, marked as such."""
+    dates = [f"<p class='meta dates'>Searched {html.escape(answer.dates)}.</p>"] if answer.dates else []
     if answer.refused:
         if not answer.closest:
-            return "<p class='meta'>No sources: the articles don't answer this.</p>"
-        parts = ["<p class='meta'>The articles don't answer this. <b>Closest passages</b> (not citations), to check for yourself:</p>"]
+            return "\n".join(dates + ["<p class='meta'>No sources: the articles don't answer this.</p>"])
+        parts = dates + ["<p class='meta'>The articles don't answer this. <b>Closest passages</b> (not citations), to check for yourself:</p>"]
         return "\n".join(parts + [_passage_html(lib, c, "closest:") for c in answer.closest])
-    parts = [f"<p class='meta'>Answer: {KIND_WORDS.get(answer.kind, answer.kind)}. Grounded: <b>{answer.grounded:.0%}</b> "
-             "of the answer's words are in the cited text.</p>"]
+    parts = dates + [f"<p class='meta'>Answer: {KIND_WORDS.get(answer.kind, answer.kind)}. Grounded: <b>{answer.grounded:.0%}</b> "
+                     "of the answer's words are in the cited text.</p>"]
     return "\n".join(parts + [_passage_html(lib, c, f"[{c.n}]") for c in answer.citations])
 
 
