@@ -414,22 +414,18 @@ class Engine:
         question = check_question(question, self.settings.max_question_chars)
         timings: dict[str, float] = {}
         t0 = time.perf_counter()
-        dated, asked = self.read_dates(question, history)
-        filters = with_dates(filters, dated)
+        dated, asked, filters, refusal = self._dated(question, history, filters)
         kind, detail = answer_kind(asked)
         if dated is not None and kind not in ("fact", "summary", "timeline"):
             topic = timeline_topic(asked, dated=True)  # "What happened on Tuesday?": that day's articles
             if topic is not None:
                 kind, detail = "timeline", topic
-        answer = self._no_articles_then(question, dated, filters) if dated is not None else None
-        if answer is not None and answer.refused:
+        answer = refusal
+        if refusal is not None:
+            standalone = question
             timings["first_token"] = time.perf_counter() - t0
-            yield answer.text
-        elif answer is not None:  # the date is what the articles speak of, not when they appeared
-            dated, asked, filters = None, question, with_dates(answer.signals.get("filters"), None)
-            kind, detail = answer_kind(asked)
-            answer = None
-        if answer is None and kind in ("summary", "timeline"):
+            yield refusal.text
+        elif kind in ("summary", "timeline"):
             t = time.perf_counter()
             make = self._summary if kind == "summary" else self._timeline
             for item in make(asked, detail, history, filters):
@@ -440,7 +436,7 @@ class Engine:
                     yield item
             timings["generate"] = time.perf_counter() - t
             standalone = asked
-        elif answer is None:
+        else:
             standalone, search_text = self.condense(asked, history)
             timings["condense"] = time.perf_counter() - t0
             t = time.perf_counter()
@@ -461,10 +457,7 @@ class Engine:
                     else:
                         yield item
                 timings["generate"] = time.perf_counter() - t
-        else:
-            standalone = question
         answer.question = standalone
-        answer.signals.pop("filters", None)
         if dated is not None:
             answer.signals |= dated.signals()
             answer.dates = dated.describe()
@@ -472,32 +465,31 @@ class Engine:
         yield answer
 
     # --- dates in questions ------------------------------------------------------------------
-    def read_dates(self, question: str, history=None) -> tuple[DateRange | None, str]:
+    def read_dates(self, question: str, days: list[str], history=None) -> tuple[DateRange | None, str]:
         """(the publication dates a question names, the question without them). Weekday names
         count back from the article being discussed (the previous turn's) or else the newest one;
         "yesterday" / "last week" from today, or from the newest article when the library holds
-        nothing that recent. In a library without dates, a date is just words of the question."""
-        if not has_date(question):
+        nothing that recent. `days`: the articles' dates, sorted. In a library without dates, a
+        date is just words of the question."""
+        if not days or not has_date(question):
             return None, question
         from datetime import date
 
-        days = sorted(r.published for r in self.evidence.articles() if r.published)
-        if not days:
-            return None, question
-        newest = date.fromisoformat(days[-1])
-        discussed = self._discussed_day(history)
-        about = discussed or newest
-        dated, rest = read_dates(question, today=date.today(), article_day=about)
+        newest, today = date.fromisoformat(days[-1]), date.today()
+        dated, rest = read_dates(question, today=today, article_day=newest)
         if dated is None:
             return None, question
         if dated.counted_from == "article":
-            dated.basis = f"counted from the {'article discussed' if discussed else 'newest article'} ({about})"
+            discussed = self._discussed_day(history)
+            if discussed:
+                dated, rest = read_dates(question, today=today, article_day=discussed)
+            dated.basis = f"counted from the {'article discussed' if discussed else 'newest article'} ({discussed or newest})"
         elif dated.counted_from == "today":
-            if not _any_between(days, dated.date_from, dated.date_to) and newest < date.today():
-                dated, rest = read_dates(question, today=newest, article_day=about)
+            if not _any_between(days, dated.date_from, dated.date_to) and newest < today:
+                dated, rest = read_dates(question, today=newest, article_day=newest)
                 dated.basis = f"counted from the newest article ({newest}): the library holds nothing that recent"
             else:
-                dated.basis = f"counted from today ({date.today()})"
+                dated.basis = f"counted from today ({today})"
         return dated, rest
 
     def _discussed_day(self, history):
@@ -512,29 +504,28 @@ class Engine:
         published = ranked[0].hit.published if ranked else None
         return date.fromisoformat(published) if published else None
 
-    def _no_articles_then(self, question: str, dated: DateRange, filters: Filters) -> Answer | None:
-        """None when articles were published in the range. Else: a refusal naming the range and
-        the closest dates the library has — unless the date is what the evidence speaks of
-        ("What happened in 1998?" over a 2019 article on 1998), which comes back as a non-refusal
-        carrying the filters without the dates."""
-        records = [r for r in self.evidence.articles() if r.published]
-        days = sorted({r.published for r in records})
-        if _any_between(days, filters.date_from, filters.date_to):
-            return None
-        undated = replace(filters, date_from=None, date_to=None)
+    def _dated(self, question: str, history, filters) -> tuple[DateRange | None, str, Filters, Answer | None]:
+        """(the dates the question names, the question without them, the filters narrowed to
+        them, a refusal when no article was published then). A date the evidence itself speaks of
+        ("Which town was destroyed in 1997?" over a 2019 article) is no publication filter: then
+        the question stays whole and the filters as given."""
+        days = sorted({r.published for r in self.evidence.articles() if r.published}) if has_date(question) else []
+        dated, asked = self.read_dates(question, days, history)
+        narrowed = with_dates(filters, dated)
+        if dated is None:
+            return None, question, narrowed, None
+        if _any_between(days, narrowed.date_from, narrowed.date_to):
+            return dated, asked, narrowed, None
+        undated = with_dates(filters, None)
         ranked = self.evidence.sentences(question, filters=undated, pool=self.settings.answer_k)
         spoken = re.sub(r"^(?:in|on|during|since|after|before|until|till|from|of|as of|the)\s+", "", dated.phrase, flags=re.I)
         if not dated.counted_from and any(spoken.lower() in s.text.lower() for s in ranked[:3]):
-            return Answer("", [], 0.0, signals={"filters": undated})
-        target = filters.date_from or filters.date_to
-        closest = sorted(days, key=lambda d: abs(_ordinal(d) - _ordinal(target)))[:3] if target else days[-3:]
-        text = f"No {dated.describe()}."
-        if closest:
-            text += " The closest dates available: " + ", ".join(sorted(closest)) + "."
-        answer = self.not_found(ranked)
-        answer.text = text
-        answer.signals["closest_dates"] = ", ".join(sorted(closest))
-        return answer
+            return None, question, undated, None
+        target = narrowed.date_from or narrowed.date_to
+        closest = sorted(sorted(days, key=lambda d: abs(_ordinal(d) - _ordinal(target)))[:3] if target else days[-3:])
+        refusal = self.not_found(ranked, {"closest_dates": ", ".join(closest)})
+        refusal.text = f"No {dated.describe()}." + (f" The closest dates available: {', '.join(closest)}." if closest else "")
+        return dated, asked, narrowed, refusal
 
     def ask(self, question: str, history=None, filters=None) -> Answer:
         answer = None
