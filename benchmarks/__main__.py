@@ -1,4 +1,4 @@
-"""Benchmarks entry point: python -m benchmarks {retrieval,answers,ingest,query,scale,api-load,cold} [options]."""
+"""Benchmarks entry point: python -m benchmarks {retrieval,answers,ingest,query,scale,api-load,cold,summaries} [options]."""
 
 import sys
 
@@ -10,6 +10,7 @@ COMMANDS = {
     "scale": ("benchmarks.scale", "main"),
     "api-load": ("benchmarks.api_load", "main"),
     "cold": ("benchmarks.cold", "main"),
+    "summaries": ("benchmarks.summaries", "main"),
 }
 
 
