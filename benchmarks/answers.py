@@ -1,10 +1,17 @@
 """End-to-end answers on SQuAD 2.0 dev (half) with the configured LLM backend (local by default).
 
     python -m benchmarks answers [--answerable 300] [--unanswerable 200] [--seed 0]
+    python -m benchmarks answers --natural PATH/newsqa-dev-b.json [--stories 150] [--answerable 600] [--out-of-library 60]
 
 The same per-question evaluation as `qa eval` (evals/run.py) on a fixed sample: useful answers
 (span / quote / fact holding a gold answer), false refusals, the share of unanswerable questions
-refused, token F1 overall and of span answers, answers by kind, first-token and total latency."""
+refused, token F1 overall and of span answers, answers by kind, first-token and total latency.
+
+--natural: questions people ask about news (a SQuAD-format file such as NewsQA; it stays out of
+the repository): a library of --stories sampled stories, --answerable of their questions, and
+--out-of-library questions about stories left out (answer strings absent from the library), with
+useful answers, span answers right, out-of-library refusals, results by question word, where the
+gold answer is in the evidence (top sentences, passages at 1,500 / 2,500 chars) and latency."""
 
 from __future__ import annotations
 
@@ -24,7 +31,10 @@ def main(argv=None) -> None:
     parser.add_argument("--answerable", type=int, default=300)
     parser.add_argument("--unanswerable", type=int, default=200)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "answers.json"))
+    parser.add_argument("--natural", help="A SQuAD-format file of natural news questions (NewsQA), by path.")
+    parser.add_argument("--stories", type=int, default=150)
+    parser.add_argument("--out-of-library", type=int, default=60)
+    parser.add_argument("--out", help="default: benchmarks/results/answers.json (answers-natural.json with --natural)")
     args = parser.parse_args(argv)
 
     from evals.datasets import load_dataset
@@ -32,21 +42,34 @@ def main(argv=None) -> None:
     from qa.config import Settings
     from qa.library import Library
 
-    _, questions = load_squad(Path(args.squad))
-    chosen = sample(questions, args.answerable, args.seed) + sample(questions, args.unanswerable, args.seed, unanswerable=True)
     with tempfile.TemporaryDirectory() as tmp:
-        dataset = load_dataset(Path(args.squad), None, Path(tmp))  # articles as JSONL + gold spans in article offsets
-        by_id = {item.id: item for item in dataset.items}
+        if args.natural:
+            dataset = load_dataset(Path(args.natural), None, Path(tmp), stories=args.stories,
+                                   out_of_library=args.out_of_library, seed=args.seed)
+            import random
+
+            answerable = [i for i in dataset.items if not i.unanswerable]
+            chosen = random.Random(args.seed).sample(answerable, min(args.answerable, len(answerable)))
+            chosen += [i for i in dataset.items if i.unanswerable]
+        else:
+            _, questions = load_squad(Path(args.squad))
+            picked = sample(questions, args.answerable, args.seed) + sample(questions, args.unanswerable, args.seed, unanswerable=True)
+            dataset = load_dataset(Path(args.squad), None, Path(tmp))  # articles as JSONL + gold spans in article offsets
+            by_id = {item.id: item for item in dataset.items}
+            chosen = [by_id[q.id] for q in picked]
         lib = Library(Path(tmp) / "db", "squad", settings=Settings())
         report = lib.ingest(dataset.corpus)
         assert not report.rejected, report.rejected
         lib.ask("warm up: what is this?")
         started = time.perf_counter()
-        rows = [evaluate(lib, by_id[q.id]) for q in chosen]
+        rows = [evaluate(lib, item) for item in chosen]
         wall = time.perf_counter() - started
         backend = lib.engine.llm.name
     summary = {"backend": backend, "seed": args.seed, "wall_s": wall} | summarise(rows)
-    keys = ("useful", "false_refusals", "refusal_accuracy", "f1", "span_f1", "exact_match",
+    keys = ("useful", "answer_holds_gold", "span_right", "false_refusals", "refusal_accuracy", "refused_by_unanswerable_kind",
+            "f1", "span_f1", "exact_match", "top1_holds", "top3_holds", "passages_1500", "passages_2500",
             "first_token_s_p50", "first_token_s_p95", "total_s_p50", "total_s_p95")
-    print(json.dumps({k: summary[k] for k in ("backend", "answerable", "unanswerable", *keys)} | {"kinds": summary["kinds"]}, indent=2))
-    save({"summary": summary, "rows": rows}, args.out)
+    print(json.dumps({k: summary[k] for k in ("backend", "answerable", "unanswerable", *keys)}
+                     | {"kinds": summary["kinds"], "question_words": summary["question_words"]}, indent=2))
+    out = args.out or str(Path(__file__).parent / "results" / ("answers-natural.json" if args.natural else "answers.json"))
+    save({"summary": summary, "rows": rows}, out)

@@ -40,13 +40,16 @@ class Dataset:
     tmp_files: list[Path] = field(default_factory=list)
 
 
-def load_dataset(path: Path, corpus: Path | None, workdir: Path) -> Dataset:
-    """Items and the corpus to ingest; SQuAD articles are written to workdir as JSONL."""
+def load_dataset(path: Path, corpus: Path | None, workdir: Path, *, stories: int | None = None,
+                 out_of_library: int = 0, seed: int = 0) -> Dataset:
+    """Items and the corpus to ingest; SQuAD articles are written to workdir as JSONL.
+    `stories` (SQuAD-format files, e.g. NewsQA): a library of that many sampled stories, plus
+    `out_of_library` questions about the stories left out (evals/squad.py hold_out)."""
     path = Path(path)
     if not path.exists():
         raise InputError(str(path), "no such dataset file")
     if path.suffix == ".json":
-        return _load_squad(path, workdir)
+        return _load_squad(path, workdir, stories, out_of_library, seed)
     if path.suffix != ".jsonl":
         raise InputError(str(path), "dataset must be .jsonl (ours) or .json (SQuAD)")
     items, folder = [], None
@@ -89,20 +92,23 @@ def load_dataset(path: Path, corpus: Path | None, workdir: Path) -> Dataset:
     return Dataset(path.stem, items, chosen)
 
 
-def _load_squad(path: Path, workdir: Path) -> Dataset:
-    from .squad import load_squad, map_spans, write_jsonl
+def _load_squad(path: Path, workdir: Path, stories: int | None = None, out_of_library: int = 0, seed: int = 0) -> Dataset:
+    from .squad import hold_out, load_squad, map_spans, write_jsonl
 
     try:
         records, questions = load_squad(path)
     except (KeyError, TypeError, json.JSONDecodeError):
         raise InputError(str(path), "not a SQuAD JSON file (expected data[].paragraphs[].qas[])") from None
+    if stories:
+        records, questions = hold_out(records, questions, stories, out_of_library, seed)
     corpus = write_jsonl(records, workdir)
     from qa.articles import load_file
 
     map_spans({a.id: a.text for a in load_file(corpus).articles}, questions)
     items = [
         EvalItem(id=q.id, question=q.question, answers=q.answers, unanswerable=q.unanswerable,
-                 article=q.article_id, spans=q.spans, kind="unanswerable" if q.unanswerable else "squad")
+                 article=None if q.kind else q.article_id, spans=q.spans,
+                 kind=q.kind or ("unanswerable" if q.unanswerable else "squad"))
         for q in questions
     ]
     return Dataset(path.stem, items, [corpus])

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import statistics
 import tempfile
 import time
@@ -17,6 +18,7 @@ from qa.metrics import exact_match, normalise_answer, percentile, token_f1
 from .datasets import EvalItem, load_dataset
 
 MAX_K = 10
+PASSAGE_CHARS = (1500, 2500)
 LATENCIES = ("retrieve", "generate", "first_token", "total")
 
 
@@ -76,6 +78,32 @@ def judge_correct(judge, item: EvalItem, answer: str) -> bool | None:
     return reply.startswith("yes") if reply[:3] in ("yes", "no") else None
 
 
+QUESTION_WORDS = ("what", "who", "where", "when", "how", "which", "why")
+
+
+def question_word(question: str) -> str:
+    """The question word a question is asked with (its first one of QUESTION_WORDS, "whose" and
+    "whom" as who), else "other"."""
+    for word in re.findall(r"[a-z]+", question.lower()):
+        word = {"whose": "who", "whom": "who"}.get(word, word)
+        if word in QUESTION_WORDS:
+            return word
+    return "other"
+
+
+def evidence_reach(lib, item: EvalItem) -> dict:
+    """Where the gold answer is in what retrieval gives the answer chain: the top three evidence
+    sentences, and the passages within 1,500 and 2,500 characters."""
+    from qa.engine import rank_evidence
+
+    top = rank_evidence(item.question, lib.sentences(item.question))[:3]
+    reach = {"top1_holds": bool(top) and contains_gold(top[0].text, item.answers),
+             "top3_holds": any(contains_gold(s.text, item.answers) for s in top)}
+    for chars in PASSAGE_CHARS:
+        reach[f"passages_{chars}"] = contains_gold(" ".join(h.text for h in lib.passages(item.question, chars)), item.answers)
+    return reach
+
+
 def evaluate(lib, item: EvalItem, judge=None) -> dict:
     t = time.perf_counter()
     hits = lib.search(item.question if not item.history else f"{item.history[-1][0]} {item.question}", k=MAX_K)
@@ -98,9 +126,16 @@ def evaluate(lib, item: EvalItem, judge=None) -> dict:
     else:
         text = "" if answer.refused else answer.text
         contains = contains_gold(text, item.answers)
+        # Useful: the answer, or the sentence it cites (shown beside it), holds a gold answer.
+        cited = not answer.refused and any(contains_gold(c.quote, item.answers) for c in answer.citations if not c.field)
         row |= {"em": exact_match(text, item.answers), "f1": token_f1(text, item.answers), "contains": contains,
-                "useful": contains and answer.kind in ("span", "quote", "fact"),
+                "useful": (contains or cited) and answer.kind in ("span", "quote", "fact"),
+                "answer_holds_gold": contains and answer.kind in ("span", "quote", "fact"),
+                # a span answer is right when it holds a gold answer or shares half its words (token F1 >= 0.5)
+                "span_right": answer.kind == "span" and (contains or token_f1(text, item.answers) >= 0.5),
                 "candidate_useful": contains_gold(row["candidate"] or "", item.answers)}
+        if not item.history:
+            row |= evidence_reach(lib, item)
         if judge is not None and not answer.refused:
             row["judge_correct"] = judge_correct(judge, item, answer.text)
     return row
@@ -146,6 +181,18 @@ def summarise(rows: list[dict]) -> dict:
                "unanswerable": sum(r["answer_kind"] == kind for r in unanswerable)}
         for kind in KINDS
     }
+    summary["answer_holds_gold"] = mean([float(r.get("answer_holds_gold", r["useful"])) for r in answerable])
+    summary["span_right"] = mean([float(r.get("span_right", False)) for r in answerable])
+    for key in ("top1_holds", "top3_holds", *(f"passages_{c}" for c in PASSAGE_CHARS)):
+        summary[key] = mean([float(r[key]) for r in answerable if key in r])
+    summary["refused_by_unanswerable_kind"] = {
+        kind: mean([float(r["refused"]) for r in unanswerable if (r.get("kind") or "unanswerable") == kind])
+        for kind in sorted({r.get("kind") or "unanswerable" for r in unanswerable})}
+    summary["question_words"] = {
+        word: {"questions": len(group), "useful": mean([float(r["useful"]) for r in group]),
+               "refused": mean([float(r["refused"]) for r in group])}
+        for word in (*QUESTION_WORDS, "other")
+        if (group := [r for r in answerable if question_word(r["question"]) == word])}
     by_question = {}
     for r in rows:
         by_question.setdefault(r.get("kind") or "—", []).append(r)
@@ -168,7 +215,10 @@ def fmt(value) -> str:
 
 SUMMARY_ROWS = [
     ("questions", "questions"), ("answerable", "answerable"), ("unanswerable", "unanswerable"),
-    ("useful answers (answerable: span/quote/fact holding a gold answer)", "useful"),
+    ("useful answers (answerable: the answer or the sentence it cites holds a gold answer)", "useful"),
+    ("answer text holds a gold answer", "answer_holds_gold"), ("span answers right (of answerable; holds a gold answer or token F1 >= 0.5)", "span_right"),
+    ("top evidence sentence holds the gold answer", "top1_holds"), ("top three evidence sentences hold it", "top3_holds"),
+    ("passages recall @1,500 chars", "passages_1500"), ("passages recall @2,500 chars", "passages_2500"),
     ("false refusals (answerable refused)", "false_refusals"),
     ("exact match", "exact_match"), ("token F1 (all answerable; a refusal scores 0)", "f1"),
     ("token F1 of span answers", "span_f1"), ("answer contains gold", "contains_gold"),
@@ -194,6 +244,11 @@ def write_report(run: Path, summary: dict, rows: list[dict], meta: dict) -> None
               "| recall | " + " | ".join(fmt(v) for v in summary["recall_at_k"].values()) + " |", "",
               "## Latency (seconds)", "", "| stage | p50 | p95 |", "|---|---|---|"]
     lines += [f"| {n} | {fmt(summary[f'{n}_s_p50'])} | {fmt(summary[f'{n}_s_p95'])} |" for n in LATENCIES]
+    if summary.get("refused_by_unanswerable_kind"):
+        lines += ["", "## Unanswerable questions refused, by kind", "", "| kind | refused |", "|---|---|"]
+        lines += [f"| {kind} | {fmt(v)} |" for kind, v in summary["refused_by_unanswerable_kind"].items()]
+    lines += ["", "## Answerable questions by question word", "", "| word | questions | useful | refused |", "|---|---|---|---|"]
+    lines += [f"| {w} | {g['questions']} | {fmt(g['useful'])} | {fmt(g['refused'])} |" for w, g in summary["question_words"].items()]
     lines += ["", "## By kind of question", "", "| question kind | questions | right | p50 s | p95 s |", "|---|---|---|---|---|"]
     lines += [f"| {kind} | {k['questions']} | {fmt(k['right'])} | {fmt(k['total_s_p50'])} | {fmt(k['total_s_p95'])} |"
               for kind, k in summary["question_kinds"].items()]
@@ -267,16 +322,25 @@ def failure_lines(rows: list[dict]) -> list[str]:
 def run_eval(
     dataset_path: Path, out: Path | None = None, *, limit: int | None = None, seed: int = 0,
     corpus: Path | None = None, settings=None, judge=None, progress: Callable[[int, int], None] | None = None,
+    stories: int | None = None, out_of_library: int = 0,
 ) -> tuple[Path, dict]:
+    """`stories` / `out_of_library` (SQuAD-format files such as NewsQA): a library of that many
+    sampled stories plus questions about stories left out; `limit` then samples the answerable
+    questions and every out-of-library one is kept."""
     from qa.config import get_settings
     from qa.library import Library
 
     settings = settings or get_settings()
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="qa-eval-") as tmp:
-        dataset = load_dataset(dataset_path, corpus, Path(tmp))
+        dataset = load_dataset(dataset_path, corpus, Path(tmp), stories=stories, out_of_library=out_of_library, seed=seed)
         items = dataset.items
-        if limit and limit < len(items):
+        if stories:
+            answerable = [i for i in items if not i.unanswerable]
+            if limit and limit < len(answerable):
+                answerable = random.Random(seed).sample(answerable, limit)
+            items = answerable + [i for i in items if i.unanswerable]
+        elif limit and limit < len(items):
             items = random.Random(seed).sample(items, limit)
         # A fresh embedded collection per run: reproducible, and the user's library is untouched.
         lib = Library(Path(tmp) / "store", "eval", settings=settings)
@@ -295,7 +359,8 @@ def run_eval(
 
     meta = {"dataset": str(dataset_path), "corpus": ", ".join(str(c) for c in dataset.corpus), "backend": backend,
             "encoder": encoder, "cpu_flags": " ".join(cpu_flags()),
-            "questions": len(rows), "seed": seed, "limit": limit, "seconds": time.perf_counter() - started,
+            "questions": len(rows), "seed": seed, "limit": limit, "stories": stories, "out_of_library": out_of_library,
+            "seconds": time.perf_counter() - started,
             "ingest": report.summary()}
     with open(run / "results.jsonl", "w", encoding="utf-8") as f:
         for row in rows:

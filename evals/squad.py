@@ -21,6 +21,7 @@ class Question:
     answers: list[str]
     spans: list = field(default_factory=list)  # gold spans (start, end) in cleaned-article offsets
     unanswerable: bool = False
+    kind: str = ""  # "out_of_library": asked about a story left out of the library
 
 
 def load_squad(path: Path = DEFAULT_SQUAD) -> tuple[list[dict], list[Question]]:
@@ -29,8 +30,12 @@ def load_squad(path: Path = DEFAULT_SQUAD) -> tuple[list[dict], list[Question]]:
 
     data = json.loads(Path(path).read_text())["data"]
     records, questions = [], []
+    seen: set[str] = set()
     for entry in data:
         article_id = slugify(entry["title"])
+        while article_id in seen:  # NewsQA "titles" are a story's first 50 characters: two may match
+            article_id += "-2"
+        seen.add(article_id)
         parts = []
         for para in entry["paragraphs"]:
             context = para["context"]
@@ -87,3 +92,22 @@ def map_spans(cleaned: dict[str, str], questions: list[Question]) -> None:
                 best = min(hits, key=lambda i: abs(i - answer_start))
                 mapped.append((para_start + best, para_start + best + len(needle)))
         q.spans = mapped
+
+
+def hold_out(records: list[dict], questions: list[Question], stories: int, out_of_library: int, seed: int):
+    """A library of `stories` sampled stories, their questions, and `out_of_library` questions
+    about the stories left out, marked unanswerable — but none whose answer string appears in a
+    story of the library (it might be answerable after all)."""
+    from qa.metrics import normalise_answer
+
+    rng = random.Random(seed)
+    chosen = set(rng.sample([r["id"] for r in records], min(stories, len(records))))
+    kept = [r for r in records if r["id"] in chosen]
+    library_text = normalise_answer(" ".join(r["text"] for r in kept))
+    inside = [q for q in questions if q.article_id in chosen]
+    outside = [q for q in questions if q.article_id not in chosen and not q.unanswerable
+               and not any(normalise_answer(a) and normalise_answer(a) in library_text for a in q.answers)]
+    held = rng.sample(outside, min(out_of_library, len(outside)))
+    for q in held:
+        q.unanswerable, q.kind, q.spans = True, "out_of_library", []
+    return kept, inside + held

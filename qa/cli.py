@@ -228,6 +228,8 @@ def eval_(
     dataset: Optional[Path] = typer.Argument(None, help="Our .jsonl or a SQuAD .json file."),
     limit: Optional[int] = typer.Option(None, help="Evaluate a random sample of N questions."),
     seed: int = typer.Option(0, help="Sampling seed."),
+    stories: Optional[int] = typer.Option(None, help="SQuAD-format files: a library of N sampled stories (e.g. NewsQA)."),
+    out_of_library: int = typer.Option(0, help="With --stories: M questions about stories left out, to be refused."),
     out: Optional[Path] = typer.Option(None, help="Run folder [default evals/runs/NAME-TIME]."),
     corpus: Optional[Path] = typer.Option(None, help="Articles to ingest, overriding the dataset's own."),
     backend: Optional[str] = typer.Option(None, help="LLM backend for the answers [env QA_LLM_BACKEND]."),
@@ -269,6 +271,7 @@ def eval_(
             task = bar.add_task("questions", total=None)
             return run_eval(
                 dataset, out, limit=limit, seed=seed, corpus=corpus, settings=get_settings(**_options), judge=judge,
+                stories=stories, out_of_library=out_of_library,
                 progress=lambda done, total: bar.update(task, completed=done, total=total),
             )
 

@@ -74,6 +74,7 @@ class LocalLLM:
         self.prefix: str | None = None
         self._model = None
         self._lock = threading.Lock()  # one llama.cpp context serves one request at a time
+        self._prefix_tokens = 0  # tokens of the cached few-shot prefix, once loaded
 
     @property
     def model(self):
@@ -102,6 +103,7 @@ class LocalLLM:
         from .cache import default_cache_dir, write_atomically
 
         tokens = model.tokenize(prefix.encode("utf-8"), special=True)  # as create_completion does
+        self._prefix_tokens = len(tokens)
         model_file = Path(local_model_path())
         stat = model_file.stat()
         key = hashlib.sha256(
@@ -129,6 +131,46 @@ class LocalLLM:
             write_atomically(state_file, bytes(buffer)[:written])
         except OSError:
             pass  # a read-only cache only costs the next start its second
+
+    def score(self, prompt: str, continuations: list[str]) -> list[tuple[float, float]]:
+        """(mean, first-token) log-probability of each continuation right after the prompt:
+        the prompt is evaluated once (after the cached prefix), then each continuation in one
+        batch that keeps the logits of all its positions. Nothing is generated."""
+        import numpy as np
+
+        results = []
+        with self._lock:
+            model = self.model
+            tokens = model.tokenize(prompt.encode("utf-8"), special=True)
+            # Reuse the few-shot prefix the context holds, never more: a prompt evaluated in the
+            # same batches gives the same scores every time.
+            shared = 0
+            held = model.input_ids[: min(model.n_tokens, self._prefix_tokens)]
+            while shared < min(len(held), len(tokens) - 1) and held[shared] == tokens[shared]:
+                shared += 1
+            model.n_tokens = shared
+            model.eval(tokens[shared:])
+            base = model.n_tokens
+            vocab = model.n_vocab()
+            last = np.ctypeslib.as_array(model._ctx.get_logits(), shape=(vocab,)).astype(np.float64)
+            first_logprobs = last - (last.max() + np.log(np.exp(last - last.max()).sum()))
+            for text in continuations:
+                ids = model.tokenize((" " + text.strip()).encode("utf-8"), add_bos=False, special=False)[:12]
+                if not ids:
+                    results.append((-20.0, -20.0))
+                    continue
+                total = [float(first_logprobs[ids[0]])]
+                if len(ids) > 1:
+                    model._ctx.kv_cache_seq_rm(-1, base, -1)
+                    model._batch.set_batch(batch=ids[:-1], n_past=base, logits_all=True)
+                    model._ctx.decode(model._batch)
+                    rows = np.ctypeslib.as_array(model._ctx.get_logits(), shape=(len(ids) - 1, vocab)).astype(np.float64)
+                    top = rows.max(axis=1, keepdims=True)
+                    logprobs = rows - (top + np.log(np.exp(rows - top).sum(axis=1, keepdims=True)))
+                    total += [float(logprobs[i, token]) for i, token in enumerate(ids[1:])]
+                results.append((sum(total) / len(total), total[0]))
+            model._ctx.kv_cache_seq_rm(-1, base, -1)  # the context holds the prompt again, as n_tokens says
+        return results
 
     def check(self) -> None:
         """Reachable: the model file is there (loading it is left to the first question)."""

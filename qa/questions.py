@@ -58,8 +58,9 @@ SUMMARY_PATTERNS: list[tuple[str, re.Pattern]] = [
 ]
 # Questions about a topic over time: the matching articles, newest first. The topic is what follows.
 _TIMELINE_RE = re.compile(
-    r"^\W*(?:what(?:'s|’s| is| are| was)\s+(?:the\s+)?(?:latest|newest|most recent|new)\b(?:\s+(?:news|developments?|updates?|information))?"
-    r"(?:\s+(?:on|about|with|in|regarding|for|from|concerning))?\s*(?P<t1>.*)"
+    # "the latest on X" / "new with X" / "the latest?", but not "the latest death toll" (a factoid)
+    r"^\W*(?:what(?:'s|’s| is| are| was)\s+(?:the\s+)?(?:(?:latest|newest|most recent)(?:\s+(?:news|developments?|updates?|information))?"
+    r"(?:\s+(?:on|about|with|in|regarding|for|from|concerning)\s+(?P<t1>.+)|\W*$)|new\s+(?:with|on|about|in|regarding|concerning)\s+(?P<t8>.+))"
     r"|(?:(?:is there|are there)\s+)?any\s+(?:new\s+|recent\s+|latest\s+)?(?:news|updates?|developments?)\s+(?:on|about|regarding|with)\s+(?P<t2>.*)"
     r"|(?:give me |show me |tell me )?(?:the )?(?:latest|recent) (?:news|developments?|updates?) (?:on|about|regarding)\s+(?P<t3>.*)"
     r"|what\s+happened\s+(?:with|regarding|about|in the case of)\s+(?P<t4>.*)"

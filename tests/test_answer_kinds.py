@@ -11,7 +11,7 @@ import sys
 import pytest
 
 from qa.config import Settings
-from qa.engine import NOT_FOUND, Answer, Engine, acronym_expansion, expand_name
+from qa.engine import NOT_FOUND, Answer, Engine, acronym_expansion
 from qa.llms import get_llm
 from qa.questions import answer_kind, lemma, lemma_coverage, rewrite_follow_up
 from qa.retrieval import Hit, Sentence
@@ -162,12 +162,7 @@ def test_rewrite_follow_up_replaces_the_pronoun_with_the_previous_entity():
     assert rewrite_follow_up("Who wrote it?", [("When was the article published?", "2019-11-12")]) == "Who wrote the article?"
 
 
-def test_span_helpers():
-    sentence = "Milley also met with Prime Minister Shinzo Abe and Defense Minister Taro Kono, according to reports."
-    assert expand_name("Abe", sentence) == "Prime Minister Shinzo Abe"
-    assert expand_name("Kono", sentence) == "Defense Minister Taro Kono"
-    assert expand_name("Milley", sentence) == "Milley"  # the sentence's first word is capitalised anyway
-    assert expand_name("reports", sentence) == "reports"
+def test_acronyms_are_spelled_out_from_the_sentence():
     assert acronym_expansion("What does NATO stand for?", "The North Atlantic Treaty Organization met.") == "North Atlantic Treaty Organization"
     assert acronym_expansion("What does NATO stand for?", "Nobody agreed to the treaty.") is None
     assert acronym_expansion("Who is NATO's chief?", "The North Atlantic Treaty Organization met.") is None

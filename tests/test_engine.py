@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from qa.config import Settings
-from qa.engine import NOT_FOUND, Answer, Engine, normalise_history, pick_evidence, snap_to_source
+from qa.engine import NOT_FOUND, Answer, Engine, normalise_history, pick_evidence
 from qa.errors import BackendError
 from qa.llms import get_llm
 
@@ -36,7 +36,7 @@ def test_local_answer_names_motegi_and_cites_the_quote(seeded_library):
     assert answer.grounded >= 0.5
     assert_cites_the_quote(seeded_library, answer)
     assert set(answer.timings) >= {"retrieve", "first_token", "generate", "total"}
-    assert answer.tokens >= 1
+    assert answer.kind == "span" and answer.signals["reader_best"] > 0  # the reader's candidate, the model's score
 
 
 def test_uncovered_question_gets_the_not_found_answer_with_closest_passages(seeded_library):
@@ -76,13 +76,6 @@ def test_evidence_sentences_keep_article_offsets(seeded_library):
     assert len(evidence) == 3
     assert all(text[e.start : e.end] == e.text and e.hit.start <= e.start < e.end <= e.hit.end for e in evidence)
     assert any(QUOTE in e.text for e in evidence)
-
-
-def test_snap_to_source_words():
-    source = 'Japanese Foreign Minister Toshimitsu Motegi said he told Milley.'
-    assert snap_to_source("Toshimitsu Motegi", [source]) == "Toshimitsu Motegi"
-    assert snap_to_source("Toshimitsu Motegis", [source]) == "Toshimitsu Motegi"
-    assert snap_to_source("the Prime Minister of Peru", [source]) == "the Prime Minister of Peru"
 
 
 def openai_compatible(lib, server_url, key=LLM_API_KEY):

@@ -1,0 +1,106 @@
+"""The reader: typed candidates from the evidence sentences (spaCy), ranked by the fitted rule with
+the local model's scores; a quote when no candidate fits; refusals decided from the evidence. Small
+texts written here; the real local model and embedded Chroma."""
+
+from __future__ import annotations
+
+import pytest
+
+from qa import reader
+from qa.engine import NOT_FOUND
+
+from .test_answer_kinds import assert_cited_verbatim
+
+STORIES = {
+    "2010-05-02-zaki.txt": (
+        "Zaki returns to Wigan\n\n"
+        "Egypt striker Amir Zaki is back at his Premier League club side Wigan Athletic after a row over his late "
+        "return from international duty. The 27-year-old missed three matches while he was away. Manager Steve "
+        "Bruce said the player had apologised to his team-mates on Monday.\n"),
+    "2010-05-03-ford.txt": (
+        "Actors back rainforest campaign\n\n"
+        "When you see Harrison Ford getting his chest waxed, you know the campaign is serious. The actor appears in "
+        "a new advertisement for Conservation International, which says 34 acres of forest are lost every minute. "
+        "The group's chief executive, Peter Seligmann, said the film was shot in Los Angeles in two days.\n"),
+}
+
+
+@pytest.fixture(scope="module")
+def small_library(tmp_path_factory):
+    from qa.config import Settings
+    from qa.embeddings import get_embedder
+    from qa.library import Library
+
+    folder = tmp_path_factory.mktemp("stories")
+    for name, text in STORIES.items():
+        (folder / name).write_text(text, encoding="utf-8")
+    lib = Library(str(folder / "data"), "reader", settings=Settings(), embedder=get_embedder(Settings()))
+    assert lib.ingest([folder]).ok
+    return lib
+
+
+@pytest.mark.parametrize("question, word, label, head", [
+    ("Who got his chest waxed?", "who", "PERSON", None),
+    ("Which team does Zaki play for?", "which", "ORG", "team"),
+    ("How many acres of forest are lost every minute?", "how many", "CARDINAL", None),
+    ("When did the player apologise?", "when", "DATE", None),
+    ("Where was the film shot?", "where", "GPE", None),
+    ("In what country was the film shot?", "which", "GPE", "country"),
+])
+def test_the_question_says_which_type_it_wants(question, word, label, head):
+    want = reader.wanted(question)
+    assert want.word == word and label in want.labels and want.head == head
+
+
+def test_candidates_are_typed_and_never_only_the_questions_words():
+    found = reader.candidates("Which team does Zaki play for?", [
+        "Egypt striker Amir Zaki is back at his Premier League club side Wigan Athletic after a row."], [1.0])
+    by_text = {c.text: c for c in found}
+    assert by_text["Wigan Athletic"].label == "ORG" and by_text["Wigan Athletic"].features["type_fit"] == 1.0
+    assert "Zaki" not in by_text  # it repeats the question
+    assert by_text["Egypt"].features["type_clash"] == 1.0
+
+
+@pytest.mark.parametrize("question, answer", [
+    ("Who got his chest waxed?", "Harrison Ford"),
+    ("Which club does Zaki play for?", "Wigan Athletic"),
+    ("How many acres of forest are lost every minute?", "34"),
+    ("Where was the film shot?", "Los Angeles"),
+])
+def test_natural_questions_get_the_typed_span(small_library, question, answer):
+    result = small_library.ask(question)
+    assert result.kind == "span" and answer in result.text, result
+    assert answer in result.citations[0].quote and 0 < result.signals["reader_best"] <= 1
+    assert_cited_verbatim(small_library, result)
+
+
+def test_without_a_fitting_candidate_there_is_no_span(small_library):
+    """No number in the evidence for "how many": no candidate reaches the rule's threshold, so the
+    answer is the sentence quoted (or a refusal), never a made-up span."""
+    question = "How many goals did Zaki score?"
+    evidence = small_library.sentences(question)[: reader.SENTENCES]
+    found = reader.read(question, evidence, prompt_for=small_library.engine.local_prompt, llm=small_library.engine.llm)
+    assert found and found[0].probability < reader.rule()["local"]["threshold"]
+    result = small_library.ask(question)
+    assert result.kind in ("quote", "not_found")
+    if result.kind == "quote":
+        assert result.text == result.citations[0].quote
+
+
+def test_a_question_the_stories_do_not_cover_is_refused_with_the_closest_passages(small_library):
+    result = small_library.ask("Who won the 1998 World Cup final in Paris?")
+    assert result.refused and result.text == NOT_FOUND and result.closest
+
+
+@pytest.mark.parametrize("question", ["¿Quién es el entrenador del equipo?", "what is it?", "Who?", "the of and"])
+def test_other_languages_and_stop_words_are_answered_or_refused_never_a_crash(small_library, question):
+    result = small_library.ask(question)
+    assert result.kind in ("span", "quote", "not_found", "summary", "timeline")
+
+
+def test_the_model_scores_continuations_without_generating(small_library):
+    engine = small_library.engine
+    prompt = engine.local_prompt("Which club does Zaki play for?", "Amir Zaki is back at his club side Wigan Athletic.")
+    first = engine.llm.score(prompt, ["Wigan Athletic", "an apple pie"])
+    assert first[0][0] > first[1][0]  # the answer is likelier than nonsense
+    assert engine.llm.score(prompt, ["Wigan Athletic", "an apple pie"]) == first  # the context is restored each time
