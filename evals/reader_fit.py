@@ -209,12 +209,17 @@ def main(argv=None) -> None:
     if any(c.get("scored") for r in span_rows for c in r["candidates"]):
         rules["local"] = fit_rule([c for r in span_rows for c in r["candidates"] if c.get("scored")], FEATURES)
     answerable = [r for r in rows if not r["unanswerable"]]
+    if own and RULE_FILE.exists():  # one reader for every encoder (fitted with fp32); only the refusal rule is the encoder's own
+        stored_rules = json.loads(RULE_FILE.read_text())
+        rules = {name: stored_rules[name] for name in rules}
     report = {}
     for name, rule in rules.items():
         # Useful answers and right spans count alike: a low bar answers with more wrong spans
         # (their sentence still useful), a high one quotes sentences where a span was right.
-        best = max(np.linspace(0.05, 0.95, 19), key=lambda t: sum(sum(decide(r, rule, name, t)[:2]) for r in answerable))
-        rule["threshold"] = round(float(best), 3)
+        if not (own and RULE_FILE.exists()):
+            rule["threshold"] = round(float(max(np.linspace(0.05, 0.95, 19),
+                                                key=lambda t: sum(sum(decide(r, rule, name, t)[:2]) for r in answerable))), 3)
+        best = rule["threshold"]
         outcomes = [decide(r, rule, name, best) for r in answerable]
         report[name] = {"useful": np.mean([o[0] for o in outcomes]), "span_right": np.mean([o[1] for o in outcomes])}
         print(f"reader {name}: span threshold {best:.2f}: useful {report[name]['useful']:.3f}, span right "
@@ -255,7 +260,8 @@ def main(argv=None) -> None:
                 f"{int(sum(r['unanswerable'] for r in rows))} unanswerable (out of library, same paragraph); threshold: most useful "
                 f"answers with >= {args.min_refused} of out-of-library questions refused; figures on those: "
                 + json.dumps({k: {m: (round(float(v), 3) if v is not None else None) for m, v in d.items()} for k, d in report.items()}))
-        RULE_FILE.write_text(json.dumps(rules | {"note": note}, indent=2) + "\n")
+        if not own:
+            RULE_FILE.write_text(json.dumps(rules | {"note": note}, indent=2) + "\n")
         stored = json.loads(ANSWERABILITY.read_text()) if ANSWERABILITY.exists() else {}
         refusal["note"] = note
         if own:  # an encoder whose vectors disagree with fp32 shifts the similarity signals: its own rule
@@ -263,7 +269,7 @@ def main(argv=None) -> None:
         else:
             stored = refusal | ({"encoders": stored["encoders"]} if "encoders" in stored else {})
         ANSWERABILITY.write_text(json.dumps(stored, indent=2) + "\n")
-        print(f"wrote {RULE_FILE} and {ANSWERABILITY}")
+        print(f"wrote {ANSWERABILITY}" + ("" if own else f" and {RULE_FILE}"))
 
 
 def gather(args) -> list[dict]:
