@@ -44,7 +44,7 @@ _WHEN = (
 )
 _PREPOSITION = r"(?:(?P<prep>in|on|during|since|after|before|until|till|from|as\s+of|of)\s+)?(?:the\s+)?"
 _PHRASE_RE = re.compile(rf"\b{_PREPOSITION}(?:{_WHEN})\b", re.I)
-_RANGE_RE = re.compile(rf"\b(?:between|from)\s+(?P<a>.+?)\s+(?:and|to|until|through)\s+(?P<b>.+?)\s*(?=[?!]|\.?$)", re.I)
+_RANGE_RE = re.compile(r"\b(?:between|from)\s+(?P<a>.+?)\s+(?:and|to|until|through)\s+(?P<b>.+?)\s*(?=[?!]|\.?$)", re.I)
 
 
 @dataclass

@@ -5,7 +5,9 @@ Pure text work, no models: cheap enough to run on every question."""
 
 from __future__ import annotations
 
+import contextlib
 import re
+import sys
 from functools import lru_cache
 
 from .errors import InputError
@@ -135,15 +137,37 @@ def _stemmer():
     return Stemmer.Stemmer("english")
 
 
+@contextlib.contextmanager
+def torch_hidden():
+    """Imports inside see no torch. spaCy's thinc probes for torch when it is imported (and
+    lemminflect imports spaCy whenever it is installed); answering questions needs neither torch
+    nor its seconds of start-up and GBs of memory, so the probe must fail fast, as if torch were
+    not installed. A process that needs torch later still imports it normally."""
+    hidden = "torch" not in sys.modules
+    if hidden:
+        sys.modules["torch"] = None  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        if hidden:
+            del sys.modules["torch"]
+
+
+@lru_cache(maxsize=1)
+def _all_lemmas():
+    with torch_hidden():
+        from lemminflect import getAllLemmas
+
+    return getAllLemmas
+
+
 @lru_cache(maxsize=100_000)
 def lemma(word: str) -> str:
     """One comparable form per word family: said -> say, decided/decision -> decid, wars -> war."""
     word = word.lower().replace("’", "'")
     if word.endswith("'s"):
         word = word[:-2]
-    from lemminflect import getAllLemmas
-
-    lemmas = getAllLemmas(word)
+    lemmas = _all_lemmas()(word)
     # A verb reading wins (said -> say, not the adjective "said"); else noun, else anything.
     for pos in ("VERB", "AUX", "NOUN", "ADJ", "ADV", "PROPN"):
         if pos in lemmas:

