@@ -303,6 +303,18 @@ class Library:
         return {"articles": len(records), "chunks": len(ids), "orphan_chunks": len(orphans),
                 "incomplete_articles": incomplete, "repaired": bool(repair and (orphans or incomplete))}
 
+    def _current_chunks(self, article_id: str):
+        """(the article's record, its current chunks' documents and metadata); KeyError when no
+        such article."""
+        record = self.store.get_article(article_id)
+        if record is None:
+            raise KeyError(article_id)
+        got = self.store.chunks.get(
+            where={"$and": [{"article_id": article_id}, {"content_hash": record.content_hash}]},
+            include=["documents", "metadatas"],
+        )
+        return record, got
+
     @_guarded
     def article_sentences(self, article_id: str):
         """(record, sentences in article order, their vectors): the stored sentence vectors of
@@ -314,13 +326,7 @@ class Library:
         from .overview import ArticleSentence
         from .store import rows_to_vectors, sentence_offsets, sentence_rows
 
-        record = self.store.get_article(article_id)
-        if record is None:
-            raise KeyError(article_id)
-        got = self.store.chunks.get(
-            where={"$and": [{"article_id": article_id}, {"content_hash": record.content_hash}]},
-            include=["documents", "metadatas"],
-        )
+        record, got = self._current_chunks(article_id)
         seen: dict[tuple[int, int], np.ndarray | None] = {}
         texts: dict[tuple[int, int], str] = {}
         for doc, meta in sorted(zip(got["documents"], got["metadatas"]), key=lambda pair: int(pair[1]["start"])):
@@ -344,13 +350,7 @@ class Library:
     @_guarded
     def article_text(self, article_id: str) -> str:
         """The cleaned article text, rebuilt from its chunks (offsets index into this)."""
-        record = self.store.get_article(article_id)
-        if record is None:
-            raise KeyError(article_id)
-        got = self.store.chunks.get(
-            where={"$and": [{"article_id": article_id}, {"content_hash": record.content_hash}]},
-            include=["documents", "metadatas"],
-        )
+        record, got = self._current_chunks(article_id)
         buffer = [" "] * record.chars
         for doc, meta in zip(got["documents"], got["metadatas"]):
             buffer[meta["start"] : meta["end"]] = doc
