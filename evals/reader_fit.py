@@ -187,6 +187,8 @@ def main(argv=None) -> None:
     parser.add_argument("--rows", type=Path, help="Reuse rows saved by an earlier run.")
     parser.add_argument("--encoder", help="The encoder the saved rows were collected with (rows that do not say).")
     parser.add_argument("--write", action="store_true")
+    parser.add_argument("--for-all", action="store_true",
+                        help="Write the rules for every encoder (top level, no per-encoder rules), whichever fitted them.")
     args = parser.parse_args(argv)
 
     from qa.reader import FEATURES, RULE_FILE
@@ -201,7 +203,7 @@ def main(argv=None) -> None:
         saved.parent.mkdir(parents=True, exist_ok=True)
         saved.write_text(json.dumps(rows))
     encoder = next((r["encoder"] for r in rows if r.get("encoder")), args.encoder)
-    own = encoder not in (None, "torch-fp32", "torch-bf16", "onnx-fp32")
+    own = encoder not in (None, "torch-fp32", "torch-bf16", "onnx-fp32") and not args.for_all
     suffix = f"-{encoder}" if own else ""
     evidence_features = [f for f in FEATURES if not f.startswith("lm_")]
     span_rows = [r for r in rows if r["candidates"] and not r["unanswerable"]]
@@ -266,6 +268,9 @@ def main(argv=None) -> None:
         refusal["note"] = note
         if own:  # an encoder whose vectors disagree with fp32 shifts the similarity signals: its own rule
             stored.setdefault("encoders", {})[encoder] = refusal
+        elif args.for_all:
+            refusal["note"] = f"encoder {encoder}, serving every encoder; " + note
+            stored = refusal
         else:
             stored = refusal | ({"encoders": stored["encoders"]} if "encoders" in stored else {})
         ANSWERABILITY.write_text(json.dumps(stored, indent=2) + "\n")

@@ -4,6 +4,7 @@ per-machine choice, collections that record their encoder, questions answered wi
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -108,13 +109,22 @@ def test_a_collection_records_its_encoder_and_refuses_vectors_that_disagree(tmp_
     with pytest.raises(BackendError, match="embedded with onnx-int8; QA_EMBED_PRECISION=torch-fp32 gives vectors that disagree"):
         forced.ingest([second])
     assert [r.id for r in forced.articles()] == [r.id for r in int8.articles()]  # nothing stored
-    from qa.engine import answerability, answerability_rules
+    from qa import engine
 
-    assert "onnx-int8" in answerability_rules().get("encoders", {})  # int8 signals have their own refusal rule
     answer = int8.ask(QUESTION)
     assert int8.engine.encoder == "onnx-int8"
-    assert answer.signals["answerability"] == pytest.approx(answerability(answer.signals, "local", "onnx-int8"))
-    assert answerability(answer.signals, "local", "onnx-int8") != answerability(answer.signals, "local", None)
+    assert answer.signals["answerability"] == pytest.approx(engine.answerability(answer.signals, "local", "onnx-int8"))
+    # A rule fitted with an encoder's own signals serves its collections; the others the top-level one.
+    rules = engine.answerability_rules()
+    top_level = engine.answerability(answer.signals, "local", None)
+    own = {"local": {"bias": 5.0, "weights": {}, "threshold": 0.5}}
+    try:
+        original = engine.answerability_rules
+        engine.answerability_rules = lambda: rules | {"encoders": {"onnx-int8": own}}
+        assert engine.answerability(answer.signals, "local", "onnx-int8") == pytest.approx(1 / (1 + math.exp(-5.0)))
+        assert engine.answerability(answer.signals, "local", "onnx-fp32") == pytest.approx(top_level)
+    finally:
+        engine.answerability_rules = original
     auto = Library(data, "int8", settings=Settings(embed_precision="auto"))
     assert (auto.embedder.writer, auto.embedder.reader) == ("onnx-int8", "onnx-int8")
 
