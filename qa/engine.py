@@ -196,6 +196,15 @@ def speaker_of(question: str) -> str | None:
     return match.group(1).split()[-1] if match else None
 
 
+def speaker_quoted(question: str, ranked: list[Sentence], signals: dict) -> bool:
+    """"What did Motegi say?" and the best sentence is Motegi speaking: that answers it, whatever
+    the fitted rule makes of a short question's low similarity (it was fitted without this
+    signal). Recorded in the signals."""
+    speaker = speaker_of(question)
+    signals["speaker_quoted"] = float(bool(speaker and ranked and spoken_by(speaker, ranked[0].text)))
+    return bool(signals["speaker_quoted"])
+
+
 def spoken_by(name: str, text: str) -> bool:
     """Is the sentence something `name` said ("…," Motegi said / Motegi told reporters that …)?"""
     name = re.escape(name)
@@ -644,7 +653,8 @@ class Engine:
             self._read(question, ranked, signals, scoring=False)  # its signals inform the decision; the model answers
         signals["quote_question"] = float(kind == "quote")
         signals["answerability"] = answerability(signals, "evidence", self.encoder)
-        if not evidence or signals["answerability"] < threshold(self.settings.min_answerability_chat, "evidence", self.encoder):
+        if not evidence or (signals["answerability"] < threshold(self.settings.min_answerability_chat, "evidence", self.encoder)
+                            and not speaker_quoted(question, ranked, signals)):
             yield NOT_FOUND
             yield self.not_found(ranked, signals)
             return
@@ -700,7 +710,8 @@ class Engine:
         signals["answerability"] = answerability(signals, rule, self.encoder)
         # What would be answered: kept with a refusal so evaluations can draw the answer/refuse curve.
         signals["candidate"] = span.text if span is not None else ranked[0].text if ranked else ""
-        if not ranked or signals["answerability"] < threshold(self.settings.min_answerability, rule, self.encoder):
+        if not ranked or (signals["answerability"] < threshold(self.settings.min_answerability, rule, self.encoder)
+                          and not speaker_quoted(question, ranked, signals)):
             answer = self.not_found(ranked, signals)
         elif span is not None:
             answer = span
