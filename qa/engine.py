@@ -40,7 +40,7 @@ from . import reader
 from .dates import DateRange, has_date, read_dates
 from .overview import TIMELINE_ARTICLES, lede_index, newest_first, on_topic, summary_picks
 from .questions import (
-    answer_kind, check_question, content_lemmas, has_pronoun, lemma_coverage, name_in, question_names, rewrite_follow_up,
+    LEADING_PRONOUN_RE, answer_kind, check_question, content_lemmas, has_pronoun, lemma_coverage, name_in, question_names, rewrite_follow_up,
     timeline_topic,
 )
 from .retrieval import Filters, Sentence, date_ord, tokenize
@@ -239,13 +239,10 @@ def acronym_expansion(question: str, sentence: str) -> str | None:
     return None
 
 
-_LEADING_PRONOUN_RE = re.compile(r"^\W*(?:he|she|they|it|his|her|their|its|this|these|those)\b", re.I)
-
-
 def with_antecedent(sentence: Sentence) -> Sentence:
     """The sentence joined with the one before it in its chunk when it opens with a pronoun: the
     same article text, offsets from the earlier sentence's start."""
-    if not _LEADING_PRONOUN_RE.match(sentence.text):
+    if not LEADING_PRONOUN_RE.match(sentence.text):
         return sentence
     chunk = sentence.hit
     before = [start for start, end in sentence_spans(chunk.text) if end <= sentence.start - chunk.start]

@@ -8,12 +8,11 @@ of the topic, newest first."""
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 import numpy as np
 
-from .questions import content_lemmas, lemma_coverage
+from .questions import LEADING_PRONOUN_RE, content_lemmas, lemma_coverage
 
 # Sentences per answer: tl;dr one or two, a summary three, key points five.
 SIZES = {"tldr": 2, "summary": 3, "key_points": 5}
@@ -31,9 +30,6 @@ class ArticleSentence:
     text: str
     start: int
     end: int
-
-
-_LEADING_PRONOUN_RE = re.compile(r"^\W*(?:he|she|they|it|his|her|their|its|this|these|those|that)\b", re.I)
 
 
 def _usable(sentences: list[ArticleSentence]) -> list[int]:
@@ -65,7 +61,7 @@ def summary_picks(sentences: list[ArticleSentence], vectors: np.ndarray, length:
             break
         if i in chosen or max(float(vectors[i] @ vectors[j]) for j in chosen) >= REPEAT_COSINE:
             continue
-        if _LEADING_PRONOUN_RE.match(sentences[i].text) and i - 1 not in chosen:
+        if LEADING_PRONOUN_RE.match(sentences[i].text) and i - 1 not in chosen:
             continue  # "He and Milley also agreed …" means little without the sentence before it
         chosen.append(i)
     return sorted(chosen)

@@ -219,6 +219,10 @@ def lemma_coverage(question: str, text: str, skip_names: bool = False) -> float:
     return len(wanted & set(content_lemmas(text))) / len(wanted) if wanted else 0.0
 
 
+# A sentence that opens with a pronoun ("He said …") needs the one before it to say who.
+LEADING_PRONOUN_RE = re.compile(r"^\W*(?:he|she|they|it|his|her|their|its|this|these|those)\b", re.I)
+
+
 # --- follow-ups --------------------------------------------------------------------------------------
 _POSSESSIVE = {"his", "their", "its"}
 _PRONOUN_RE = re.compile(r"\b(he|she|they|him|them|his|their|its|her|it)\b", re.I)
