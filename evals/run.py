@@ -192,7 +192,7 @@ def summarise(rows: list[dict]) -> dict:
         word: {"questions": len(group), "useful": mean([float(r["useful"]) for r in group]),
                "refused": mean([float(r["refused"]) for r in group])}
         for word in (*QUESTION_WORDS, "other")
-        if (group := [r for r in answerable if question_word(r["question"]) == word])}
+        if (group := [r for r in answerable if question_word(r.get("question", "")) == word])}
     by_question = {}
     for r in rows:
         by_question.setdefault(r.get("kind") or "—", []).append(r)

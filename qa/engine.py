@@ -664,7 +664,8 @@ class Engine:
         if _is_refusal(raw):
             answer = self.not_found(ranked, signals)
         else:
-            answer = self._ground_chat(question, raw, evidence, signals) or self._quote(asked, ranked[0], signals)
+            answer = (self._ground_chat(question, raw, evidence, signals) or self._quote(asked, ranked[0], signals)
+                      or self.not_found(ranked, signals))
             if answer.kind == "span" and kind == "quote":
                 answer.kind = "quote"  # why / how / what-was-said: the model's sentences, citing the quotes
         answer.tokens = len(parts)
@@ -714,7 +715,7 @@ class Engine:
             answer = span
             answer.signals = signals | {"grounded": span.grounded}
         else:
-            answer = self._quote(asked, ranked[0], signals)
+            answer = self._quote(asked, ranked[0], signals) or self.not_found(ranked, signals)
         timings.setdefault("first_token", time.perf_counter() - t)
         if generated is None:
             yield answer.text
@@ -745,11 +746,13 @@ class Engine:
         return Answer(best.text, [Citation.of(1, ranked[best.sentence_index])], 1.0, kind="span",
                       signals={"probability": best.probability})
 
-    def _quote(self, asked: str, sentence: Sentence, signals: dict) -> Answer:
+    def _quote(self, asked: str, sentence: Sentence, signals: dict) -> Answer | None:
         """The evidence sentence, verbatim and cited: nothing is invented. One that opens with a
-        pronoun ("He said …") comes with the sentence before it, which names who. Whether the
-        sentence answers at all was decided before, by the fitted rule (which sees how much of
-        the question it holds)."""
+        pronoun ("He said …") comes with the sentence before it, which names who. None when the
+        sentence holds none of what is asked beyond its names ("the population of Tokyo" from a
+        sentence that only mentions Tokyo)."""
+        if lemma_coverage(asked, sentence.text, skip_names=True) == 0:
+            return None
         sentence = with_antecedent(sentence)
         return Answer(sentence.text, [Citation.of(1, sentence)], 1.0, kind="quote", signals=signals)
 
