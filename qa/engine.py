@@ -609,7 +609,7 @@ class Engine:
                     found.append((record.id, record.title, record.published, s.text, s.start, s.end))
         found = newest_first(found, lambda item: item[2])[:TIMELINE_ARTICLES]
         if not found:
-            answer = self.not_found(self.evidence.sentences(topic or question, filters=filters, pool=5) if topic else [])
+            answer = self.not_found(self.evidence.sentences(topic, filters=filters, pool=5) if topic else [])
             yield answer.text
             yield answer
             return
