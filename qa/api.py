@@ -22,31 +22,56 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from fastapi import APIRouter, Depends, FastAPI, File, HTTPException, Request, UploadFile
+from fastapi import APIRouter, Depends, FastAPI, File, HTTPException, Query, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 
 from .config import upload_dir
 from .errors import BackendError, InputError, NotFound, QAError, StoreError
+from .retrieval import Filters
 
 
-class AskRequest(BaseModel):
-    question: str
-    history: list[tuple[str, str]] | list[dict[str, Any]] | None = None
-    collection: str | None = None
-    filters: dict[str, str] | None = None
-    stream: bool = False
+class AskFilters(BaseModel):
+    """Which articles to answer from; every field optional, dates inclusive."""
+
+    model_config = ConfigDict(extra="forbid")
+    article_id: str | None = None
+    source: str | None = Field(None, description="The source (publication) field of the articles.")
+    date_from: str | None = Field(None, description="A calendar date, YYYY-MM-DD.", examples=["2019-11-01"])
+    date_to: str | None = Field(None, description="A calendar date, YYYY-MM-DD, not before date_from.", examples=["2019-11-30"])
+
+    @model_validator(mode="after")
+    def _real_filters(self):
+        Filters.parse(self.model_dump(exclude_none=True))  # real dates, in order: else a FilterError (400)
+        return self
 
 
-class ChatMessage(BaseModel):
+class Message(BaseModel):
     role: str
     content: str | list[dict[str, Any]] | None = ""
 
 
+HISTORY_NOTE = ("Earlier turns, oldest first: [user, assistant] pairs or {role, content} messages; at most "
+                "QA_MAX_HISTORY_TURNS turns (default 50) and QA_MAX_HISTORY_CHARS characters (default 20,000).")
+
+
+class AskRequest(BaseModel):
+    question: str = Field(description="At most QA_MAX_QUESTION_CHARS characters (default 2,000).")
+    history: list[tuple[str, str]] | list[Message] | None = Field(None, description=HISTORY_NOTE)
+    collection: str | None = None
+    filters: AskFilters | None = None
+    stream: bool = Field(False, description="Server-sent events: `token` events, then one `answer` event (or `error`).")
+
+
+class ChatMessage(Message):
+    pass
+
+
 class ChatRequest(BaseModel):
-    model: str = "articles"
+    model: str = Field("articles", description="The collection to answer from (GET /v1/models).")
     messages: list[ChatMessage] = Field(min_length=1)
     stream: bool = False
     max_tokens: int | None = None
@@ -55,6 +80,162 @@ class ChatRequest(BaseModel):
 
 class Records(BaseModel):
     records: list[dict[str, Any]] = Field(min_length=1)
+
+
+# --- responses: what the schema promises, and what every route returns ----------------------------
+class ErrorDetail(BaseModel):
+    message: str = Field(description="One line naming the field, file or server at fault.")
+    type: str
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorDetail
+
+
+class CitationOut(BaseModel):
+    n: int
+    title: str
+    article_id: str
+    quote: str
+    start: int
+    end: int
+    published: str | None = None
+    field: str | None = Field(None, description="A fact answer: the article record field it comes from.")
+
+
+class AnswerOut(BaseModel):
+    answer: str
+    kind: str = Field(description="span | quote | fact | summary | timeline | not_found")
+    citations: list[CitationOut]
+    closest: list[CitationOut] = Field(description="A refusal: the nearest passages (not citations).")
+    grounded: float
+    refused: bool
+    question: str = Field(description="The standalone question actually answered.")
+    signals: dict[str, Any]
+    timings: dict[str, float]
+    tokens: int
+    dates: str
+
+
+class Passage(BaseModel):
+    article_id: str
+    title: str
+    published: str | None
+    start: int
+    end: int
+    score: float
+    text: str
+
+
+class SearchOut(BaseModel):
+    passages: list[Passage]
+
+
+class ArticleOut(BaseModel):
+    id: str
+    content_hash: str
+    text_hash: str | None
+    title: str
+    source: str | None
+    published: str | None
+    chunks: int | None
+    chars: int | None
+    url: str | None = None
+    author: str | None = None
+    dateline: str | None = None
+
+
+class ArticlesOut(BaseModel):
+    articles: list[ArticleOut]
+
+
+class Rejected(BaseModel):
+    source: str
+    reason: str
+
+
+class IngestOut(BaseModel):
+    added: list[str]
+    replaced: list[str]
+    unchanged: list[str]
+    rejected: list[Rejected]
+    chunks_added: int
+    summary: str
+
+
+class DeletedOut(BaseModel):
+    deleted: str
+
+
+class ModelOut(BaseModel):
+    id: str
+    object: str = "model"
+    owned_by: str
+
+
+class ModelsOut(BaseModel):
+    object: str = "list"
+    data: list[ModelOut]
+
+
+class ChoiceMessage(BaseModel):
+    role: str
+    content: str
+
+
+class Choice(BaseModel):
+    index: int
+    message: ChoiceMessage
+    finish_reason: str
+
+
+class Usage(BaseModel):
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+
+class ChatCompletionOut(BaseModel):
+    id: str
+    object: str
+    created: int
+    model: str
+    choices: list[Choice]
+    citations: list[CitationOut]
+    kind: str
+    usage: Usage
+
+
+class HealthOut(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    ok: bool
+    store: str
+    versions: dict[str, str]
+    articles: int | None = None
+    llm: str | None = None
+    llm_status: str | None = None
+    encoder: dict[str, Any] | str | None = None
+
+
+def errors_for(*statuses: int) -> dict:
+    """The error responses a route can give, for its schema: each in the one error format."""
+    names = {400: "Bad input", 401: "No or unknown token", 403: "The token's role may not do this",
+             404: "No such article or collection", 413: "Too large", 503: "The store or the LLM is unreachable"}
+    return {status: {"model": ErrorResponse, "description": names[status]} for status in statuses}
+
+
+# POST /v1/articles takes JSON records as well as multipart files (FastAPI documents only the files).
+RECORDS_BODY = {"requestBody": {"content": {"application/json": {"schema": {
+    "type": "object", "required": ["records"], "additionalProperties": False,
+    "properties": {"records": {"type": "array", "minItems": 1, "items": {
+        "type": "object", "required": ["text"],
+        "description": "An article: text (required), and id, title, source, published (YYYY-MM-DD), url, author.",
+        "properties": {"text": {"type": "string"}, "id": {"type": "string"}, "title": {"type": "string"},
+                       "source": {"type": "string"}, "published": {"type": "string"}, "url": {"type": "string"},
+                       "author": {"type": "string"}}}}}}}}}}
+
+EVENT_STREAM = {"content": {"text/event-stream": {"schema": {"type": "string"}}},
+                "description": "With stream: true, server-sent events."}
 
 
 def error(status: int, message: str, kind: str = "invalid_request_error") -> JSONResponse:
@@ -71,8 +252,31 @@ def status_of(exc: QAError) -> int:
     return 400
 
 
+def validation_message(errors: list[dict]) -> str:
+    """One line for the first problem pydantic found: "filters: unknown field 'evil'"."""
+    first = errors[0] if errors else {}
+    loc = [str(p) for p in first.get("loc", ()) if p not in ("body", "query", "path")]
+    cause = (first.get("ctx") or {}).get("error")
+    if isinstance(cause, QAError):  # our own check inside a model (Filters.parse): its message as it is
+        return str(cause)
+    if first.get("type") == "extra_forbidden" and loc:
+        return f"{'.'.join(loc[:-1]) or 'body'}: unknown field '{loc[-1]}'"
+    if first.get("type") == "json_invalid":
+        return f"body: not valid JSON ({cause or first.get('msg', '')})".splitlines()[0]
+    return f"{'.'.join(loc) or 'body'}: {first.get('msg', 'invalid request')}".splitlines()[0]
+
+
+ERROR_TYPES = {401: "authentication_error", 403: "permission_error", 404: "not_found_error", 405: "invalid_request_error",
+               413: "request_too_large", 503: "unavailable_error"}
+
+
 def install_error_handlers(app: FastAPI) -> None:
-    """One-line JSON errors for everything under /v1."""
+    """One-line JSON errors, {"error": {"message", "type"}}, for everything under /v1: our own
+    errors, pydantic's, the body-parsing errors raised before a route runs, unknown routes and
+    methods — and, as a last guard, anything unexpected (500, logged with its traceback)."""
+    import logging
+
+    from fastapi.exception_handlers import http_exception_handler
 
     @app.exception_handler(QAError)
     async def _qa_error(_request: Request, exc: QAError):
@@ -80,13 +284,42 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_request: Request, exc: RequestValidationError):
-        first = exc.errors()[0] if exc.errors() else {}
-        where = ".".join(str(p) for p in first.get("loc", ()) if p != "body") or "body"
-        return error(400, f"{where}: {first.get('msg', 'invalid request')}")
+        return error(400, validation_message(exc.errors()))
 
-    @app.exception_handler(HTTPException)
-    async def _http(_request: Request, exc: HTTPException):
-        return error(exc.status_code, str(exc.detail))
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException):
+        if not request.url.path.startswith("/v1"):  # the chat page's own routes keep their responses
+            return await http_exception_handler(request, exc)
+        message = str(exc.detail).splitlines()[0] if exc.detail else "error"
+        return error(exc.status_code, message, ERROR_TYPES.get(exc.status_code, "invalid_request_error"))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception):
+        logging.getLogger("qa.api").exception("unexpected error on %s %s", request.method, request.url.path)
+        return error(500, f"internal error ({type(exc).__name__}); the server log has the details", "internal_error")
+
+
+def truthful_schema(app: FastAPI, bearer: bool) -> dict:
+    """The app's OpenAPI schema, made once, as the server behaves: FastAPI's automatic 422
+    responses removed (validation errors are 400s in the one error format, documented per
+    route) and, with tokens configured, the bearer scheme every route needs."""
+    if app.openapi_schema is None:
+        from fastapi.openapi.utils import get_openapi
+
+        schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+        for operations in schema.get("paths", {}).values():
+            for operation in operations.values():
+                operation.get("responses", {}).pop("422", None)
+                if bearer:
+                    operation["security"] = [{"bearer": []}]
+        components = schema.get("components", {})
+        for name in ("HTTPValidationError", "ValidationError"):
+            components.get("schemas", {}).pop(name, None)
+        if bearer:
+            components.setdefault("securitySchemes", {})["bearer"] = {"type": "http", "scheme": "bearer"}
+            schema["components"] = components
+        app.openapi_schema = schema
+    return app.openapi_schema
 
 
 def access(tokens, basic: tuple[str, str] | None):
@@ -134,18 +367,21 @@ def build_router(app_state, require, openapi=None) -> APIRouter:
     def library(collection: str | None):
         return app_state.library(collection)
 
-    @router.post("/ask", dependencies=reader)
+    @router.post("/ask", dependencies=reader, response_model=AnswerOut,
+                 responses={200: EVENT_STREAM, **errors_for(400, 401, 403, 404, 503)})
     async def ask(body: AskRequest):
         engine = app_state.engine_for(body.collection or app_state.settings.collection, "", "", "", 0)
+        filters = body.filters.model_dump(exclude_none=True) if body.filters else None
+        history = [m.model_dump() if isinstance(m, BaseModel) else m for m in body.history] if body.history else None
         if not body.stream:
-            answer = await run_in_threadpool(engine.ask, body.question, body.history, body.filters)
+            answer = await run_in_threadpool(engine.ask, body.question, history, filters)
             return answer.to_dict()
 
         def events():
             from .engine import Answer
 
             try:
-                for item in engine.stream(body.question, body.history, body.filters):
+                for item in engine.stream(body.question, history, filters):
                     if isinstance(item, Answer):
                         yield sse("answer", item.to_dict())
                     elif item:
@@ -155,23 +391,23 @@ def build_router(app_state, require, openapi=None) -> APIRouter:
 
         return StreamingResponse(iterate_in_threadpool(events()), media_type="text/event-stream")
 
-    @router.get("/search", dependencies=reader)
-    async def search(q: str, k: int = 5, chars: int | None = None, collection: str | None = None):
-        if k < 1 or k > 100:
-            raise InputError("k", "must be between 1 and 100")
-        if chars is not None and chars < 1:
-            raise InputError("chars", "must be at least 1")
+    @router.get("/search", dependencies=reader, response_model=SearchOut, responses=errors_for(400, 401, 403, 404, 503))
+    async def search(q: str = Query(description="The question or search words."),
+                     k: int = Query(5, ge=1, le=100, description="How many chunks (without chars)."),
+                     chars: int | None = Query(None, ge=1, le=100_000, description="The best sentences within this many characters, as passages."),
+                     collection: str | None = None):
         lib = library(collection)
         hits = await run_in_threadpool(lib.passages, q, chars) if chars else await run_in_threadpool(lib.search, q, k)
         fields = ("article_id", "title", "published", "start", "end", "score", "text")
         return {"passages": [{f: getattr(h, f) for f in fields} for h in hits]}
 
-    @router.get("/articles", dependencies=reader)
+    @router.get("/articles", dependencies=reader, response_model=ArticlesOut, responses=errors_for(400, 401, 403, 404, 503))
     async def articles(collection: str | None = None):
         records = await run_in_threadpool(library(collection).articles)
         return {"articles": [r.__dict__ for r in records]}
 
-    @router.post("/articles", dependencies=editor)
+    @router.post("/articles", dependencies=editor, response_model=IngestOut,
+                 responses=errors_for(400, 401, 403, 404, 413, 503), openapi_extra=RECORDS_BODY)
     async def ingest(request: Request, collection: str | None = None, files: list[UploadFile] | None = File(None)):
         lib = library(collection)
         limit = int(app_state.settings.max_file_mb * 1e6)
@@ -204,18 +440,20 @@ def build_router(app_state, require, openapi=None) -> APIRouter:
             "chunks_added": report.chunks_added, "summary": report.summary(),
         }
 
-    @router.delete("/articles/{article_id}", dependencies=editor)
+    @router.delete("/articles/{article_id}", dependencies=editor, response_model=DeletedOut,
+                   responses=errors_for(400, 401, 403, 404, 503))
     async def delete(article_id: str, collection: str | None = None):
         if not await run_in_threadpool(library(collection).delete, article_id):
             raise HTTPException(404, f"no article '{article_id}'")
         return {"deleted": article_id}
 
-    @router.get("/models", dependencies=reader)
+    @router.get("/models", dependencies=reader, response_model=ModelsOut, responses=errors_for(401, 403))
     async def models():
         names = app_state.collections()
         return {"object": "list", "data": [{"id": n, "object": "model", "owned_by": "articles-qa"} for n in names]}
 
-    @router.post("/chat/completions", dependencies=reader)
+    @router.post("/chat/completions", dependencies=reader, response_model=ChatCompletionOut,
+                 responses={200: EVENT_STREAM, **errors_for(400, 401, 403, 404, 503)})
     async def chat_completions(body: ChatRequest):
         from .engine import normalise_history
 
@@ -265,7 +503,8 @@ def build_router(app_state, require, openapi=None) -> APIRouter:
     async def schema():
         return openapi() if openapi else {}
 
-    @router.get("/health", dependencies=reader)
+    @router.get("/health", dependencies=reader, response_model=HealthOut,
+                responses={**errors_for(401, 403), 503: {"model": HealthOut, "description": "The store or the LLM is down (the same body)."}})
     async def health():
         from importlib.metadata import version
 

@@ -201,17 +201,18 @@ def _figures(values: dict) -> str:
 
 
 @app.command()
-def check(repair: bool = typer.Option(False, "--repair", help="Delete orphan chunks and incomplete articles.")):
-    """Report (and repair) drift: orphan chunks, articles missing chunks."""
+def check(repair: bool = typer.Option(False, "--repair", help="Delete orphan chunks and incomplete articles; re-index what the lexical index lacks.")):
+    """Report (and repair) drift: orphan chunks, articles missing chunks, a lexical index behind the store."""
     result = _run(lambda: _library().check(repair=repair))
     typer.echo(
         f"{result['articles']} articles, {result['chunks']} chunks, {result['orphan_chunks']} orphan chunks, "
         f"{len(result['incomplete_articles'])} incomplete articles"
         + (f" ({', '.join(result['incomplete_articles'])})" if result["incomplete_articles"] else "")
+        + f", {len(result['index_lagging_articles'])} articles behind in the lexical index"
     )
     if result["repaired"]:
-        typer.echo("repaired: orphans deleted, incomplete articles removed (ingest them again)")
-    elif result["orphan_chunks"] or result["incomplete_articles"]:
+        typer.echo("repaired: orphans deleted, incomplete articles removed (ingest them again), lexical index caught up")
+    elif result["orphan_chunks"] or result["incomplete_articles"] or result["index_lagging_articles"]:
         raise typer.Exit(1)
 
 

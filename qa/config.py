@@ -39,6 +39,10 @@ class Settings(BaseSettings):
     top_k: int = 5
     context_chars: int = 2500  # budget of Library.passages()
     max_question_chars: int = 2000
+    # A conversation's history beyond these limits is refused (400 on the API): only its last
+    # turns are read anyway, and a huge one costs parsing and memory on a shared server.
+    max_history_turns: int = 50
+    max_history_chars: int = 20000
 
     # Answering (qa/llms.py, qa/engine.py).
     llm_backend: str = "local"  # local | openai | openai-compatible

@@ -38,13 +38,13 @@ class IngestReport:
         )
 
 
-def bm25_cache_file(data_dir: Path, location, collection: str) -> Path:
-    """Where the BM25 token cache of a collection lives: under the local data dir, one file per
-    store location and collection."""
+def lexical_dir(data_dir: Path, location, collection: str) -> Path:
+    """Where the lexical index of a collection lives: under the local data dir, one folder per
+    store location and collection (each host serving a shared Chroma server keeps its own)."""
     import hashlib
 
     where = hashlib.sha256(str(location).encode()).hexdigest()[:12]
-    return Path(data_dir) / "bm25-cache" / f"{collection}-{where}.json"
+    return Path(data_dir) / "lexical" / f"{collection}-{where}"
 
 
 def _guarded(method):
@@ -81,7 +81,7 @@ class Library:
         self.store = Store(location, collection, self.embedder.name, self.embedder.dim)
         if hasattr(self.embedder, "for_collection"):  # a local model with several encoders
             self.embedder = self.embedder.for_collection(self.store.recorded_encoder())
-        self.retriever = HybridRetriever(self.store, self.embedder, cache_file=bm25_cache_file(self.settings.data_dir, location, collection))
+        self.retriever = HybridRetriever(self.store, self.embedder, index_dir=lexical_dir(self.settings.data_dir, location, collection))
 
     @property
     def collection(self) -> str:
@@ -171,14 +171,25 @@ class Library:
                 rows, vectors = self._embed_group(group)
                 if in_flight:
                     in_flight.result()  # one group in flight: keeps commit order, bounds memory
-                in_flight = writer.submit(self.store.write_articles, rows, vectors)
+                in_flight = writer.submit(self._commit_group, rows, vectors)
                 done += len(vectors)
                 if progress:
                     progress("embed", done, total)
             if in_flight:
                 in_flight.result()
-        self.store.bump_stamp()
+        self.lexical.mark_synced(self.store.bump_stamp())
         return total
+
+    @property
+    def lexical(self):
+        return self.retriever.chunks.lexical
+
+    def _commit_group(self, rows, vectors) -> None:
+        """A group into Chroma, then into the lexical index (per article: its old version's
+        documents out, the new ones in). A crash between the two leaves the index behind the
+        store; the next process to open it catches up from the registry."""
+        self.store.write_articles(rows, vectors)
+        self.lexical.apply([(record.id, record.content_hash, chunks) for record, chunks in rows])
 
     def _embed_group(self, group: list[tuple[Article, list]]):
         """Sentences are what gets encoded (one call, length-sorted across the group); a chunk's
@@ -213,7 +224,8 @@ class Library:
         """The registry record and (id, text, metadata) per chunk. Ids derive from the content
         hash, so re-writing the same version (after a crash) overwrites instead of duplicating."""
         h = article.content_hash
-        base = {"article_id": article.id, "content_hash": h, "title": article.title, "source": article.source}
+        base = {"article_id": article.id, "content_hash": h, "title": article.title, "source": article.source,
+                "article_chars": len(article.text)}  # the lede prior weighs news-length stories most
         if article.published:
             base |= {"published": article.published, "published_ord": date_ord(article.published)}
         record = ArticleRecord(
@@ -238,8 +250,11 @@ class Library:
         """The question's best sentences within `chars` characters (default QA_CONTEXT_CHARS),
         neighbours in one chunk joined into one passage: more answers per character than whole
         chunks. Each Hit's start/end are offsets into the article, as for search()."""
+        from .engine import rank_evidence
+
         question = check_question(question, self.settings.max_question_chars)
-        return self.retriever.passages(question, chars or self.settings.context_chars, filters=filters, mode=mode)
+        return self.retriever.passages(question, chars or self.settings.context_chars, filters=filters, mode=mode,
+                                       rank=rank_evidence)
 
     @_guarded
     def sentences(self, question: str, filters: Filters | dict | None = None, pool: int | None = None) -> list[Sentence]:
@@ -277,7 +292,8 @@ class Library:
         """Remove an article and all its chunks; False when no such article."""
         deleted = self.store.delete_article(article_id)
         if deleted:
-            self.store.bump_stamp()
+            self.lexical.apply([(article_id, None, [])])
+            self.lexical.mark_synced(self.store.bump_stamp())
         return deleted
 
     @_guarded
@@ -294,14 +310,19 @@ class Library:
             if is_current(m, current):
                 counts[m["article_id"]] = counts.get(m["article_id"], 0) + 1
         incomplete = sorted(a for a, r in records.items() if counts.get(a, 0) != r.chunks)
+        held = self.lexical.articles()
+        lagging = sorted({a for a, h in current.items() if held.get(a) != h} | {a for a in held if a not in current})
         if repair and (orphans or incomplete):
             for i in range(0, len(orphans), self.store.max_batch):
                 self.store.chunks.delete(ids=orphans[i : i + self.store.max_batch])
             for article_id in incomplete:
                 self.store.delete_article(article_id)
             self.store.bump_stamp()
+        if repair and (orphans or incomplete or lagging):
+            self.retriever.chunks.catch_up()
         return {"articles": len(records), "chunks": len(ids), "orphan_chunks": len(orphans),
-                "incomplete_articles": incomplete, "repaired": bool(repair and (orphans or incomplete))}
+                "incomplete_articles": incomplete, "index_lagging_articles": lagging,
+                "repaired": bool(repair and (orphans or incomplete or lagging))}
 
     def _current_chunks(self, article_id: str):
         """(the article's record, its current chunks' documents and metadata); KeyError when no

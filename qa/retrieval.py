@@ -1,19 +1,18 @@
-"""Hybrid retrieval: Chroma vector search, BM25 (bm25s) and sentence vectors, fused by reciprocal
-rank; then sentence-level ranking for passages that fit a character budget.
+"""Hybrid retrieval: Chroma vector search, BM25 (a tantivy index, qa/lexical.py) and sentence
+vectors, fused by reciprocal rank; then sentence-level ranking for passages that fit a character budget.
 
-Chroma is the single source of truth. The BM25 index is a per-process cache built from the chunk
-collection and keyed by the collection's write stamp, so it is rebuilt after any
-ingest or delete, by this process or another one sharing a Chroma server.
+Chroma is the single source of truth. The lexical index is a derived copy on disk, updated per
+article by whichever process writes, shared by the processes of one host; a serving process holds
+no copy of the corpus: candidates' texts and metadata are read per query (ChunkSource).
 """
 
 from __future__ import annotations
 
-import base64
-import json
-import math
-import os
+import datetime
 import re
+import tempfile
 import threading
+import time
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
@@ -21,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from .chunking import sentence_spans
+from .errors import InputError
 from .store import Store, pack_sentences, rows_to_vectors, sentence_offsets, sentence_rows
 
 # Reciprocal-rank-fusion constant. The usual 60 flattens the top ranks; 10 lets a first place
@@ -40,6 +40,7 @@ class Hit:
     source: str = ""
     published: str | None = None
     chunk_id: str = ""
+    article_chars: int = 0  # the whole article's length; 0 where stored by an older version
     ranks: dict = field(default_factory=dict)  # rank in each retriever, for debugging and evals
 
 
@@ -54,15 +55,25 @@ class Filters:
 
     @classmethod
     def parse(cls, value: "Filters | dict | None") -> "Filters":
+        """Filters from a dict (API, CLI, Python callers): known fields only, strings, real
+        calendar dates, date_from not after date_to; else a FilterError naming the field."""
         if value is None or isinstance(value, Filters):
             return value or cls()
-        unknown = set(value) - set(cls.__dataclass_fields__)
+        if not isinstance(value, dict):
+            raise FilterError("filters", "must be an object with article_id, source, date_from or date_to")
+        known = list(cls.__dataclass_fields__)
+        unknown = sorted(set(value) - set(known))
         if unknown:
-            raise ValueError(f"unknown filter field(s): {', '.join(sorted(unknown))}")
+            raise FilterError("filters", f"unknown field '{unknown[0]}' (known: {', '.join(known)})")
+        for key, given in value.items():
+            if given is not None and not isinstance(given, str):
+                raise FilterError(f"filters.{key}", "must be a string")
         for key in ("date_from", "date_to"):
-            if value.get(key) and not re.fullmatch(r"\d{4}-\d{2}-\d{2}", str(value[key])):
-                raise ValueError(f"filter '{key}' must be a date YYYY-MM-DD, got {value[key]!r}")
-        return cls(**value)
+            if value.get(key) and not is_calendar_date(value[key]):
+                raise FilterError(f"filters.{key}", f"not a calendar date YYYY-MM-DD: {value[key]!r}")
+        if value.get("date_from") and value.get("date_to") and value["date_from"] > value["date_to"]:
+            raise FilterError("filters", f"date_from {value['date_from']} is after date_to {value['date_to']}")
+        return cls(**{k: v or None for k, v in value.items()})
 
     def chroma_where(self) -> dict | None:
         clauses = []
@@ -89,6 +100,21 @@ class Filters:
         if self.date_to and (ordinal is None or ordinal > date_ord(self.date_to)):
             return False
         return True
+
+
+class FilterError(InputError, ValueError):
+    """Filters that cannot be applied (a ValueError too, for callers that catch those)."""
+
+
+def is_calendar_date(text: str) -> bool:
+    """YYYY-MM-DD naming a day that exists (2019-02-30 does not)."""
+    if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
+        return False
+    try:
+        datetime.date.fromisoformat(text)
+    except ValueError:
+        return False
+    return True
 
 
 def date_ord(iso_date: str) -> int:
@@ -148,155 +174,101 @@ def is_current(meta: dict, current: dict[str, str]) -> bool:
     return current.get(meta.get("article_id")) == meta.get("content_hash")
 
 
-class BM25Cache:
-    """bm25s index over the current chunks of one collection.
+class ChunkSource:
+    """What retrieval reads per query, with no copy of the corpus in the process: the lexical
+    index (qa/lexical.py: on disk, memory-mapped, updated per article by whoever writes) for BM25
+    candidates, and Chroma for the candidates' texts and metadata (one read per query, a bounded
+    cache of recent ones: a chunk id names its article version, so its record never changes) and
+    for which article versions are current (the registry, read per query for the candidates'
+    articles only).
 
-    Rebuilt when the collection's stamp changes, incrementally where it costs most: chunk ids are
-    listed (cheap), and only chunks not seen before are fetched and tokenized. A chunk id names
-    its article version (content hash) and position, so a chunk's text, metadata and tokens never
-    change: they are kept per id, in memory and, for large collections, in a JSON file under the
-    data dir that lets a restarted server skip re-reading and re-tokenizing every chunk."""
+    Freshness: the store's stamp is read per query (one small read); when it moved, the index is
+    reloaded (tantivy opens the new segments; nothing is rebuilt). When the index lags the store
+    for longer than CATCH_UP_AFTER_S (another host wrote through a shared Chroma server, or a
+    writer died between its Chroma write and its index commit), this process catches it up from
+    the registry, article by article."""
 
-    FORMAT = "bm25-cache-v4"  # bump when tokenization or the chunk metadata changes
-    SAVE_AFTER_NEW = 2000  # chunks fetched in one refresh that make a disk save worth it
+    RECORD_CACHE = 20_000  # chunk records kept between queries (~3 KB each with sentence vectors)
+    CATCH_UP_AFTER_S = 20.0
 
-    def __init__(self, store: Store, cache_file: Path | None = None):
+    def __init__(self, store: Store, folder: Path | None):
+        from .lexical import LexicalIndex
+
         self.store = store
-        self.cache_file = cache_file
+        self.lexical = LexicalIndex(folder or Path(tempfile.mkdtemp(prefix="qa-lexical-")))
         self.key: str | None = None
         self.lock = threading.Lock()
-        self.ids: list[str] = []
-        self.texts: list[str] = []
-        self.metas: list[dict] = []
-        self.current: dict[str, str] = {}
-        self.index = None
-        self._seen: dict[str, tuple[str, dict, list[str]]] = {}  # id -> (text, metadata, tokens)
-        self._rows: dict[str, np.ndarray] = {}  # id -> its sentence vectors, packed (store.sentence_rows)
-        self._positions: dict[str, int] = {}
-        self._doc_freq = None  # chunks per BM25 token id
-        self._loaded = False
+        self._records: dict[str, tuple[str, dict, np.ndarray | None]] = {}
+        self._lagging_since: float | None = None
+        self._checked = False
 
     def refresh(self) -> None:
-        """Rebuild when the collection changed. The stamp is read before the data, so a write
-        racing with the rebuild leaves a newer stamp behind and triggers another rebuild."""
         key = self.store.stamp()
         if key == self.key:
             return
         with self.lock:
             if key == self.key:
                 return
-            if not self._loaded:
-                self._load()
-            current = self.store.current_hashes()
-            all_ids = self.store.all_chunk_ids()
-            new = [i for i in all_ids if i not in self._seen]
-            if new:
-                texts, metas = self.store.chunk_records(new)
-                # The title travels with each chunk: questions often name the article's subject only.
-                tokenized = bm25s_tokenize([f"{m.get('title', '')}\n{t}" for t, m in zip(texts, metas)])
-                for chunk_id, text, meta, tokens in zip(new, texts, metas, tokenized):
-                    self._seen[chunk_id] = (text, meta, tokens)
+            synced = self.lexical.synced()
+            if synced != key:
+                now = time.monotonic()
+                if not self._checked or (self._lagging_since is not None and now - self._lagging_since > self.CATCH_UP_AFTER_S):
+                    self.catch_up(key, wait=not self._checked)
+                    synced = self.lexical.synced()
+                elif self._lagging_since is None:
+                    self._lagging_since = now
+            self._checked = True
+            self.lexical.reload()
+            if synced == key:
+                self.key, self._lagging_since = key, None
+
+    def catch_up(self, stamp: str | None = None, wait: bool = True) -> dict:
+        """Bring the index in line with the registry: articles whose indexed version differs are
+        re-indexed from their stored chunks, articles gone are removed. Returns counts."""
+        stamp = stamp or self.store.stamp()
+        current = self.store.current_hashes()
+        held = self.lexical.articles()
+        stale = [a for a, h in current.items() if held.get(a) != h]
+        gone = [a for a in held if a not in current]
+        changes: list = [(a, None, []) for a in gone]
+        for article_id in stale:
+            got = self.store.chunks.get(where={"$and": [{"article_id": article_id}, {"content_hash": current[article_id]}]},
+                                        include=["documents", "metadatas"])
+            changes.append((article_id, current[article_id], list(zip(got["ids"], got["documents"], got["metadatas"]))))
+        try:
+            self.lexical.apply(changes, synced=stamp) if changes else self.lexical.mark_synced(stamp)
+        except Exception:
+            if wait:
+                raise
+        return {"reindexed": len(stale), "removed": len(gone)}
+
+    def records(self, chunk_ids: list[str]) -> dict[str, tuple[str, dict]]:
+        """(text, metadata) of the chunks among these that are current."""
+        missing = [i for i in dict.fromkeys(chunk_ids) if i not in self._records]
+        if missing:
+            texts, metas = self.store.chunk_records(missing)
+            if len(self._records) + len(missing) > self.RECORD_CACHE:
+                self._records.clear()
+            for chunk_id, text, meta in zip(missing, texts, metas):
+                if meta:
                     rows = sentence_rows(meta, remove=True)
-                    if rows is not None:
-                        self._rows[chunk_id] = rows
-            live = set(all_ids)
-            for gone in [i for i in self._seen if i not in live]:
-                del self._seen[gone]
-                self._rows.pop(gone, None)
-            ids = [i for i in all_ids if is_current(self._seen[i][1], current)]
-            self.ids, self.current = ids, current
-            self.texts = [self._seen[i][0] for i in ids]
-            self.metas = [self._seen[i][1] for i in ids]
-            self._positions = {chunk_id: n for n, chunk_id in enumerate(ids)}
-            self.index = self._saved_index(key, ids)
-            corpus = [self._seen[i][2] or [""] for i in ids]  # bm25s needs a token per document
-            if corpus and self.index is None:
-                bm25s, _ = _tokenizer()
-                index = bm25s.BM25()
-                index.index(corpus, show_progress=False)
-                self.index = index
-            self._doc_freq = np.diff(self.index.scores["indptr"]) if self.index is not None else None
-            self.key = key
-            if len(new) >= self.SAVE_AFTER_NEW:
-                self._save()
-
-    def _load(self) -> None:
-        self._loaded = True
-        if not self.cache_file or not self.cache_file.exists():
-            return
-        try:
-            data = json.loads(self.cache_file.read_text())
-            if data.get("format") == self.FORMAT:
-                self._seen = {i: (t, m, k) for i, t, m, k in zip(data["ids"], data["texts"], data["metas"], data["tokens"])}
-                self._rows = {i: np.frombuffer(base64.b64decode(r), dtype=np.int8).reshape(n, -1)
-                              for i, (n, r) in data["rows"].items()}
-        except (OSError, ValueError, KeyError, TypeError):
-            self._seen, self._rows = {}, {}  # a damaged cache is only a slower start
-
-    def _saved_index(self, key: str, ids: list[str]):
-        """The index saved with the token cache, when it was built for this very stamp and chunk
-        set: a restarted server then skips the build (~5 s at 100k chunks)."""
-        folder = self.cache_file.with_suffix(".index") if self.cache_file else None
-        try:
-            if not folder or json.loads((folder / "built-for.json").read_text()) != {"stamp": key, "chunks": len(ids), "first": ids[:1], "last": ids[-1:]}:
-                return None
-            bm25s, _ = _tokenizer()
-            return bm25s.BM25.load(str(folder), show_progress=False)
-        except (OSError, ValueError):
-            return None
-
-    def _save(self) -> None:
-        if not self.cache_file:
-            return
-        ids = list(self._seen)
-        data = {"format": self.FORMAT, "ids": ids, "texts": [self._seen[i][0] for i in ids],
-                "metas": [self._seen[i][1] for i in ids], "tokens": [self._seen[i][2] for i in ids],
-                "rows": {i: (len(r), base64.b64encode(r.tobytes()).decode("ascii")) for i, r in self._rows.items()}}
-        folder = self.cache_file.with_suffix(".index")
-        try:
-            self.cache_file.parent.mkdir(parents=True, exist_ok=True)
-            partial = self.cache_file.with_suffix(f".{os.getpid()}.tmp")
-            with partial.open("w") as out:
-                json.dump(data, out)  # streamed: one string of the whole cache would double the peak
-            os.replace(partial, self.cache_file)  # readers see the old file or the new one
-            (folder / "built-for.json").unlink(missing_ok=True)  # invalid until fully rewritten
-            if self.index is not None:
-                self.index.save(str(folder), show_progress=False)
-                built_for = {"stamp": self.key, "chunks": len(self.ids), "first": self.ids[:1], "last": self.ids[-1:]}
-                (folder / "built-for.json").write_text(json.dumps(built_for))
-        except OSError:
-            pass  # read-only data dir: serve without the cache
-
-    def idf(self, token: str) -> float:
-        """log(1 + chunks / chunks with the token): how much sharing this word says."""
-        token_id = self.index.vocab_dict.get(token) if self.index is not None else None
-        if token_id is None or self._doc_freq is None or token_id >= len(self._doc_freq):
-            return 0.0
-        return math.log(1 + len(self.ids) / max(int(self._doc_freq[token_id]), 1))
+                    self._records[chunk_id] = (text, meta, rows)
+        found = {i: self._records[i] for i in chunk_ids if i in self._records}
+        current = self.store.current_hashes_of(sorted({m.get("article_id") for _, m, _ in found.values()}))
+        return {i: (t, m) for i, (t, m, _) in found.items() if is_current(m, current)}
 
     def sentence_rows(self, chunk_id: str):
-        return self._rows.get(chunk_id)
+        record = self._records.get(chunk_id)
+        return None if record is None else record[2]
 
-    def record(self, chunk_id: str) -> tuple[str, dict] | None:
-        """(text, metadata) of a current chunk, None for any other id."""
-        position = self._positions.get(chunk_id)
-        return None if position is None else (self.texts[position], self.metas[position])
+    def search(self, query: str, n: int, filters: "Filters") -> list[tuple[str, float]]:
+        return self.lexical.search(tokenize(query), n, filters)
 
-    def search(self, query: str, n: int, filters: "Filters") -> list[int]:
-        """Indices (into self.ids) of the n best BM25 matches with a positive score."""
-        if self.index is None:
-            return []
-        tokens = [t for t in tokenize(query) if t in self.index.vocab_dict]
-        if not tokens:
-            return []
-        scores = self.index.get_scores(tokens)
-        if filters.chroma_where() is not None:
-            mask = np.fromiter((filters.matches(m) for m in self.metas), dtype=bool, count=len(self.metas))
-            scores = np.where(mask, scores, 0.0)
-        n = min(n, len(scores))
-        top = np.argpartition(-scores, n - 1)[:n]
-        top = top[np.argsort(-scores[top])]
-        return [int(i) for i in top if scores[i] > 0]
+    def idf(self, token: str) -> float:
+        return self.lexical.idf(token)
+
+    def article_chunks(self, article_ids: list[str]) -> list[str]:
+        return self.lexical.article_chunks(article_ids)
 
 
 @dataclass
@@ -328,82 +300,103 @@ class HybridRetriever:
     CHUNK_VECTOR_WEIGHT = 0.5  # a chunk's mean vector blurs its sentences; their best one counts fully
     FUSED_WEIGHT, SIMILARITY_WEIGHT, OVERLAP_WEIGHT = 20.0, 2.0, 0.15  # sentence score
     SENTENCE_POOL = 30  # best chunks whose sentences compete
+    SECOND_LOOK_ARTICLES = 2  # best articles whose other sentences join the pool
 
-    def __init__(self, store: Store, embedder, candidates: int = 50, cache_file: Path | None = None):
+    def __init__(self, store: Store, embedder, candidates: int = 50, index_dir: Path | None = None):
         self.store = store
         self.embedder = embedder
         self.candidates = candidates
-        self.bm25 = BM25Cache(store, cache_file)
+        self.chunks = ChunkSource(store, index_dir)
         self._encoded: dict[str, tuple] = {}  # sentence vectors of chunks stored without them
 
     def search(self, question: str, k: int = 5, filters: Filters | dict | None = None, mode: str = "hybrid") -> list[Hit]:
         """The k best chunks. `mode`: hybrid (default), vector (embeddings only) or keyword (BM25 only)."""
-        fused, records, ranks, _ = self._fuse(question, max(self.candidates, 2 * k), filters, mode)
+        fused, records, ranks, _, _ = self._fuse(question, max(self.candidates, 2 * k), filters, mode)
         best = sorted(fused, key=fused.get, reverse=True)[:k]
         return [self._hit(chunk_id, *records[chunk_id], fused[chunk_id], ranks[chunk_id]) for chunk_id in best]
 
     def sentences(self, question: str, filters: Filters | dict | None = None, mode: str = "hybrid", pool: int | None = None) -> list[Sentence]:
-        """Every sentence of the `pool` best chunks, best first."""
-        fused, records, ranks, similarity = self._fuse(question, self.candidates, filters, mode)
+        """Every sentence of the `pool` best chunks, best first; then a second look: the rest of
+        the best articles' sentences join at the bottom (scored below every pooled sentence, with
+        their own similarity and word overlap), since the chunk that answers a question is often
+        not the one that matched its words (natural news questions: the answer is somewhere in
+        the pool for 0.835 of them, 0.882 with the second look at two articles)."""
+        fused, records, ranks, similarity, query = self._fuse(question, self.candidates, filters, mode)
         best = sorted(fused, key=fused.get, reverse=True)[: pool or self.SENTENCE_POOL]
         question_tokens = set(tokenize(question))
-        found: list[tuple[Hit, int, int, float]] = []
-        missing: dict[str, float] = {}
-        for chunk_id in best:
-            hit = self._hit(chunk_id, *records[chunk_id], fused[chunk_id], ranks[chunk_id])
-            spans = self._sentence_spans(chunk_id, records[chunk_id][1])
-            sims = similarity.get(chunk_id, np.zeros(len(spans)))  # keyword mode: no query vector
-            found += [(hit, s, e, float(sim)) for (s, e), sim in zip(spans, sims)]
-            missing[chunk_id] = max((self.bm25.idf(t) for t in question_tokens.difference(tokenize(hit.text))), default=0.0)
-        question_idf = sum(self.bm25.idf(t) for t in question_tokens) or 1.0
+        question_idf = sum(self.chunks.idf(t) for t in question_tokens) or 1.0
         scored: dict[tuple, Sentence] = {}  # overlapping chunks share sentences: keep the best copy
-        for hit, s, e, sim in found:
-            overlap = sum(self.bm25.idf(t) for t in question_tokens.intersection(tokenize(hit.text[s:e])))
-            score = self.FUSED_WEIGHT * hit.score + self.SIMILARITY_WEIGHT * sim + self.OVERLAP_WEIGHT * overlap
-            key = (hit.article_id, hit.start + s, hit.start + e)
-            if key not in scored or scored[key].score < score:
-                scored[key] = Sentence(hit.text[s:e], hit.start + s, hit.start + e, hit, score, sim, overlap / question_idf,
-                                         missing[hit.chunk_id])
+
+        def add(chunk_id: str, text: str, meta: dict, sims, floor: float | None = None) -> None:
+            hit = self._hit(chunk_id, text, meta, fused.get(chunk_id, 0.0), ranks.get(chunk_id, {}))
+            missing = max((self.chunks.idf(t) for t in question_tokens.difference(tokenize(text))), default=0.0)
+            for (s, e), sim in zip(self._sentence_spans(chunk_id, meta), sims):
+                overlap = sum(self.chunks.idf(t) for t in question_tokens.intersection(tokenize(text[s:e])))
+                score = self.FUSED_WEIGHT * hit.score + self.SIMILARITY_WEIGHT * float(sim) + self.OVERLAP_WEIGHT * overlap
+                key = (hit.article_id, hit.start + s, hit.start + e)
+                if floor is not None:
+                    if key in scored:
+                        continue
+                    score = floor
+                if key not in scored or scored[key].score < score:
+                    scored[key] = Sentence(text[s:e], hit.start + s, hit.start + e, hit, score, float(sim), overlap / question_idf, missing)
+
+        for chunk_id in best:
+            spans = self._sentence_spans(chunk_id, records[chunk_id][1])
+            add(chunk_id, *records[chunk_id], similarity.get(chunk_id, np.zeros(len(spans))))  # keyword mode: no query vector
+        if query is not None and scored:
+            floor = min(x.score for x in scored.values())
+            articles = list(dict.fromkeys(x.hit.article_id for x in sorted(scored.values(), key=lambda x: -x.score)))
+            more = [c for c in self.chunks.article_chunks(articles[: self.SECOND_LOOK_ARTICLES]) if c not in best]
+            for chunk_id, record in self.chunks.records(more).items():
+                add(chunk_id, *record, rows_to_vectors(self._sentence_rows(chunk_id, *record)) @ query, floor)
         return sorted(scored.values(), key=lambda x: x.score, reverse=True)
 
-    def passages(self, question: str, chars: int = 2500, filters: Filters | dict | None = None, mode: str = "hybrid") -> list[Hit]:
+    def passages(self, question: str, chars: int = 2500, filters: Filters | dict | None = None, mode: str = "hybrid",
+                 rank=None) -> list[Hit]:
         """The best sentences that fit in `chars` characters, as passages: sentences of one chunk
         that are next to each other become one Hit (offsets into the article, score = its best
-        sentence's), best first."""
-        chosen: list[Sentence] = []
+        sentence's), in the order of their best sentence. `rank(question, sentences)` re-orders
+        the sentences first (the answer chain's rank_evidence: on natural news questions it puts
+        the answer inside 1,500 characters for 0.800 instead of 0.740)."""
+        ranked = self.sentences(question, filters, mode)
+        if rank is not None:
+            ranked = rank(question, ranked)
+        chosen: list[tuple[int, Sentence]] = []
         used = 0
-        for sentence in self.sentences(question, filters, mode):
+        for place, sentence in enumerate(ranked):
             cost = len(sentence.text) + 1  # +1: the space that joins it to a neighbour
             if used + cost <= chars:
-                chosen.append(sentence)
+                chosen.append((place, sentence))
                 used += cost
-        by_chunk: dict[str, list[Sentence]] = {}
-        for sentence in chosen:
-            by_chunk.setdefault(sentence.hit.chunk_id, []).append(sentence)
-        passages: list[Hit] = []
+        by_chunk: dict[str, list[tuple[int, Sentence]]] = {}
+        for place, sentence in chosen:
+            by_chunk.setdefault(sentence.hit.chunk_id, []).append((place, sentence))
+        passages: list[tuple[int, Hit]] = []
         for group in by_chunk.values():
-            group.sort(key=lambda x: x.start)
-            chunk = group[0].hit
+            group.sort(key=lambda x: x[1].start)
+            chunk = group[0][1].hit
             runs = [[group[0]]]
-            for sentence in group[1:]:
-                between = chunk.text[runs[-1][-1].end - chunk.start : sentence.start - chunk.start]
+            for place, sentence in group[1:]:
+                between = chunk.text[runs[-1][-1][1].end - chunk.start : sentence.start - chunk.start]
                 if between.strip():
-                    runs.append([sentence])
+                    runs.append([(place, sentence)])
                 else:
-                    runs[-1].append(sentence)
+                    runs[-1].append((place, sentence))
             for run in runs:
-                start, end = run[0].start, run[-1].end
-                passages.append(replace(chunk, text=chunk.text[start - chunk.start : end - chunk.start], start=start, end=end,
-                                        score=max(x.score for x in run)))
-        return sorted(passages, key=lambda h: h.score, reverse=True)
+                start, end = run[0][1].start, run[-1][1].end
+                passages.append((min(place for place, _ in run),
+                                 replace(chunk, text=chunk.text[start - chunk.start : end - chunk.start], start=start, end=end,
+                                         score=max(x.score for _, x in run))))
+        return [hit for _, hit in sorted(passages, key=lambda pair: pair[0])]
 
     def _fuse(self, question: str, n: int, filters, mode: str):
-        """Fused scores by chunk id, their (text, metadata), per-list ranks, and each candidate's
-        sentence similarities to the question (none in keyword mode)."""
+        """Fused scores by chunk id, their (text, metadata), per-list ranks, each candidate's
+        sentence similarities to the question, and the question's vector (none in keyword mode)."""
         if mode not in self.MODES:
             raise ValueError(f"unknown search mode '{mode}' (choose {', '.join(self.MODES)})")
         filters = Filters.parse(filters)
-        self.bm25.refresh()
+        self.chunks.refresh()
         fused: dict[str, float] = {}
         records: dict[str, tuple[str, dict]] = {}
         ranks: dict[str, dict] = {}
@@ -413,23 +406,19 @@ class HybridRetriever:
             ranks.setdefault(chunk_id, {})[name] = rank
 
         query = None
+        nearest: list[str] = []
+        lexical: list[str] = []
         if mode != "keyword":
             query = np.asarray(self.embedder.embed_query(question), dtype=np.float32)
-            rank = 0
-            for chunk_id in self.store.nearest_ids(query.tolist(), n, filters.chroma_where()):
-                # Text and metadata come from the cache of current chunks (no second fetch); an id
-                # it lacks is an orphan of an interrupted or in-flight replacement.
-                record = self.bm25.record(chunk_id)
-                if record is None:
-                    continue
-                rank += 1
-                records[chunk_id] = record
-                add(chunk_id, rank, self.CHUNK_VECTOR_WEIGHT, "vector")
+            nearest = self.store.nearest_ids(query.tolist(), n, filters.chroma_where())
         if mode != "vector":
-            for rank, index in enumerate(self.bm25.search(question, n, filters), start=1):
-                chunk_id = self.bm25.ids[index]
-                records.setdefault(chunk_id, (self.bm25.texts[index], self.bm25.metas[index]))
-                add(chunk_id, rank, 1.0, "bm25")
+            lexical = [chunk_id for chunk_id, _ in self.chunks.search(question, n, filters)]
+        # One read for both lists' texts and metadata; an id that is not current (an orphan of an
+        # interrupted or in-flight replacement) is dropped.
+        records.update(self.chunks.records(nearest + lexical))
+        for name, found, weight in (("vector", nearest, self.CHUNK_VECTOR_WEIGHT), ("bm25", lexical, 1.0)):
+            for rank, chunk_id in enumerate((i for i in found if i in records), start=1):
+                add(chunk_id, rank, weight, name)
         similarity: dict[str, np.ndarray] = {}
         if query is not None and records:
             candidates = list(records)
@@ -440,7 +429,7 @@ class HybridRetriever:
             best = np.maximum.reduceat(sims, starts)  # each chunk's best sentence
             for rank, i in enumerate(np.argsort(-best, kind="stable")[:n], start=1):
                 add(candidates[i], rank, 1.0, "sentence")
-        return fused, records, ranks, similarity
+        return fused, records, ranks, similarity, query
 
     def _sentence_spans(self, chunk_id: str, meta: dict) -> list[tuple[int, int]]:
         """Sentence offsets relative to the chunk, in the order of its sentence vectors."""
@@ -449,7 +438,7 @@ class HybridRetriever:
     def _sentence_rows(self, chunk_id: str, text: str, meta: dict):
         """Packed sentence vectors from the cache of current chunks; chunks stored by an older
         version have none, and get them encoded here once per process."""
-        rows = self.bm25.sentence_rows(chunk_id)
+        rows = self.chunks.sentence_rows(chunk_id)
         if rows is not None:
             return rows
         if chunk_id not in self._encoded:
@@ -473,6 +462,7 @@ class HybridRetriever:
             source=meta.get("source", ""),
             published=meta.get("published") or None,
             chunk_id=chunk_id,
+            article_chars=int(meta.get("article_chars") or 0),
             ranks=ranks,
         )
 

@@ -191,8 +191,10 @@ class Store:
         collection = self.client.get_collection(self.name, embedding_function=None)
         return str((collection.metadata or {}).get(STAMP_KEY, ""))
 
-    def bump_stamp(self) -> None:
-        self._update_metadata({STAMP_KEY: uuid.uuid4().hex})
+    def bump_stamp(self) -> str:
+        stamp = uuid.uuid4().hex
+        self._update_metadata({STAMP_KEY: stamp})
+        return stamp
 
     def _update_metadata(self, changes: dict) -> None:
         # Read fresh: another process may have changed it since this Store opened the collection.
@@ -218,6 +220,13 @@ class Store:
         got = self.registry.get(include=["metadatas"])
         records = [ArticleRecord.from_record(i, m) for i, m in zip(got["ids"], got["metadatas"])]
         return sorted(records, key=lambda r: (r.published or "", r.id))
+
+    def current_hashes_of(self, article_ids: list[str]) -> dict[str, str]:
+        """article id -> current content hash, for these articles only (one indexed read)."""
+        if not article_ids:
+            return {}
+        got = self.registry.get(ids=list(article_ids), include=["metadatas"])
+        return {i: m["content_hash"] for i, m in zip(got["ids"], got["metadatas"])}
 
     def current_hashes(self) -> dict[str, str]:
         got = self.registry.get(include=["metadatas"])

@@ -13,7 +13,7 @@ from gradio import FileData
 
 from .auth import Tokens, User
 from .config import Settings, upload_dir
-from .engine import Answer
+from .engine import Answer, recent_history
 from .errors import NotFound, QAError
 from .library import Library
 
@@ -93,7 +93,7 @@ class App:
         if not message:
             yield history, "", gr.update()
             return
-        prior = [dict(m) for m in history]
+        prior = recent_history(history, self.settings.max_history_turns, self.settings.max_history_chars)
         history = history + [{"role": "user", "content": message}, {"role": "assistant", "content": ""}]
         try:
             engine = self.engine_for(collection, backend, model, base_url, top_k)
@@ -297,7 +297,7 @@ def serve(settings: Settings, host: str = "127.0.0.1", port: int = 7860, concurr
     import uvicorn
     from fastapi import FastAPI
 
-    from .api import access, build_router, install_error_handlers
+    from .api import access, build_router, install_error_handlers, truthful_schema
 
     # Gradio keeps uploads under GRADIO_TEMP_DIR with sanitised names; pin it inside the data dir.
     os.environ["GRADIO_TEMP_DIR"] = str(upload_dir(settings))
@@ -315,6 +315,7 @@ def serve(settings: Settings, host: str = "127.0.0.1", port: int = 7860, concurr
                      docs_url="/docs" if open_docs else None, openapi_url="/openapi.json" if open_docs else None)
     install_error_handlers(server)
     server.include_router(build_router(state, access(state.tokens, auth), lambda: server.openapi()))
+    server.openapi = lambda: truthful_schema(server, bearer=bool(state.tokens))
     server = gr.mount_gradio_app(
         server, demo, path="/", auth=state.tokens.login if state.tokens else auth, css=CSS, footer_links=["api"], show_error=True,
         max_file_size=f"{settings.max_file_mb:g}mb", allowed_paths=[],

@@ -55,7 +55,7 @@ def test_ingest_search_articles_delete(tmp_path):
 def test_errors_are_one_line(tmp_path):
     bad_date = qa("search", "x", "--date-from", "yesterday", cwd=tmp_path)
     assert bad_date.returncode == 2
-    assert bad_date.stderr.strip() == "error: filter 'date_from' must be a date YYYY-MM-DD, got 'yesterday'"
+    assert bad_date.stderr.strip() == "error: filters.date_from: not a calendar date YYYY-MM-DD: 'yesterday'"
     bad_name = qa("--collection", "x", "articles", cwd=tmp_path)
     assert bad_name.returncode == 2 and bad_name.stderr.startswith("error: collection 'x': ")
     assert len(bad_name.stderr.strip().splitlines()) == 1

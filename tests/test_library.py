@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 
 import pytest
 
+from qa.engine import rank_evidence
 from qa.errors import EmbedderMismatch
 from qa.store import Store
 
@@ -42,7 +44,8 @@ def test_passages_fit_the_budget_and_quote_the_article_exactly(make_library, see
         assert passages and sum(len(p.text) for p in passages) <= budget
         assert all(text[p.start : p.end] == p.text for p in passages)
         assert QUOTE in passages[0].text  # the quote's sentence comes first even in 300 chars
-        assert [p.score for p in passages] == sorted((p.score for p in passages), reverse=True)
+        top = rank_evidence(QUESTION, lib.sentences(QUESTION))[0]  # passages come in the answer chain's order
+        assert passages[0].start <= top.start and top.end <= passages[0].end
     # A passage is whole sentences of one chunk: it starts and ends where sentences do.
     sentences = lib.sentences(QUESTION)
     for p in lib.passages(QUESTION, chars=1000):
@@ -203,7 +206,8 @@ def test_check_reports_and_repairs_drift(make_library, seed_copy, embedder, tmp_
     other = tmp_path / "articles" / "2021-03-02-harbour.txt"
     other.write_text("The harbour authority said dredging cost two million dollars. Work ends in May.")
     lib.ingest([seed_copy.parent])
-    assert lib.check() == {"articles": 2, "chunks": 14, "orphan_chunks": 0, "incomplete_articles": [], "repaired": False}
+    assert lib.check() == {"articles": 2, "chunks": 14, "orphan_chunks": 0, "incomplete_articles": [], "index_lagging_articles": [],
+                           "repaired": False}
 
     vector = embedder.embed_query("orphan")
     lib.store.chunks.upsert(ids=["2019-11-12-japan-us-gsomia:old:0"], embeddings=[vector], documents=["orphan"],
@@ -215,7 +219,9 @@ def test_check_reports_and_repairs_drift(make_library, seed_copy, embedder, tmp_
 
     assert lib.check(repair=True)["repaired"] is True
     assert [a.id for a in lib.articles()] == ["2021-03-02-harbour"]
-    assert lib.check() == {"articles": 1, "chunks": 1, "orphan_chunks": 0, "incomplete_articles": [], "repaired": False}
+    assert lib.check() == {"articles": 1, "chunks": 1, "orphan_chunks": 0, "incomplete_articles": [], "index_lagging_articles": [],
+                           "repaired": False}
+    assert {h.article_id for h in lib.search("GSOMIA misjudgment", k=5, mode="keyword")} <= {"2021-03-02-harbour"}
     assert lib.ingest([seed_copy]).added == ["2019-11-12-japan-us-gsomia"]
 
 
@@ -234,29 +240,51 @@ def test_overlapping_chunks_give_each_sentence_once(store_location, embedder, se
     assert all(text[p.start : p.end] == p.text for p in passages)
 
 
-def test_restarted_process_reads_chunks_and_sentence_vectors_from_the_disk_cache(store_location, embedder, seed_copy, tmp_path, monkeypatch):
-    """A restart reuses the saved token cache (texts, metadata, tokens, sentence vectors) instead
-    of re-reading every chunk from Chroma, and ranks exactly as the process that wrote it."""
-    import numpy as np
+def no_whole_corpus(*_args, **_kwargs):
+    raise AssertionError("read the whole collection")
 
+
+def test_a_restarted_process_reads_the_index_on_disk_and_no_whole_corpus(store_location, embedder, seed_copy, tmp_path, monkeypatch):
+    """The lexical index lives on disk: a new process ranks exactly as the one that wrote it,
+    without listing or reading every chunk of the store (no rebuild, no corpus copy)."""
     from qa.config import Settings
     from qa.library import Library
-    from qa.retrieval import BM25Cache
 
-    monkeypatch.setattr(BM25Cache, "SAVE_AFTER_NEW", 1)  # save even for one small article
-    settings = Settings(data_dir=tmp_path / "cache-home")
+    settings = Settings(data_dir=tmp_path / "index-home")
     collection = f"restart{uuid.uuid4().hex[:8]}"
     first = Library(store_location, collection, settings=settings, embedder=embedder)
     first.ingest([seed_copy])
     before = [(p.start, p.end, round(p.score, 6)) for p in first.passages(QUESTION, chars=800)]
-    rows = dict(first.retriever.bm25._rows)
-    assert len(rows) == first.store.chunks.count()
 
     second = Library(store_location, collection, settings=settings, embedder=embedder)
-
-    def no_chroma_reads(ids):
-        raise AssertionError(f"re-read {len(ids)} chunks from Chroma")
-
-    monkeypatch.setattr(second.store, "chunk_records", no_chroma_reads)
+    monkeypatch.setattr(second.store, "all_chunk_ids", no_whole_corpus)
+    monkeypatch.setattr(second.store, "all_chunks", no_whole_corpus)
     assert [(p.start, p.end, round(p.score, 6)) for p in second.passages(QUESTION, chars=800)] == before
-    assert all(np.array_equal(second.retriever.bm25._rows[i], r) for i, r in rows.items())
+
+
+def test_a_write_by_another_process_is_searchable_at_once_without_a_rebuild(store_location, embedder, seed_copy, tmp_path, monkeypatch):
+    """Two Library objects on one store and data dir stand for two processes of one host: what
+    one ingests, replaces or deletes, the other's next search sees; the reader never reads the
+    whole collection to get there."""
+    from qa.config import Settings
+    from qa.library import Library
+
+    settings = Settings(data_dir=tmp_path / "shared-home")
+    collection = f"fresh{uuid.uuid4().hex[:8]}"
+    writer = Library(store_location, collection, settings=settings, embedder=embedder)
+    writer.ingest([seed_copy])
+    reader = Library(store_location, collection, settings=settings, embedder=embedder)
+    assert reader.search("GSOMIA", k=1, mode="keyword")
+    for name in ("all_chunk_ids", "all_chunks", "current_hashes"):
+        monkeypatch.setattr(reader.store, name, no_whole_corpus)
+
+    ferry = tmp_path / "ferry.jsonl"
+    ferry.write_text(json.dumps({"id": "ferry", "text": "The Busan ferry line reopened on Thursday after a two-week strike by its crews."}) + "\n")
+    writer.ingest([ferry])
+    assert [h.article_id for h in reader.search("ferry strike", k=1, mode="keyword")] == ["ferry"]
+    ferry.write_text(json.dumps({"id": "ferry", "text": "The Busan ferry line stays shut: the walkout by deckhands goes on."}) + "\n")
+    writer.ingest([ferry])
+    found = reader.search("ferry deckhands walkout strike crews", k=5, mode="keyword")
+    assert [h.article_id for h in found][:1] == ["ferry"] and all("strike" not in h.text for h in found if h.article_id == "ferry")
+    writer.delete("ferry")
+    assert all(h.article_id != "ferry" for h in reader.search("ferry deckhands walkout", k=5))
