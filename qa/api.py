@@ -234,8 +234,16 @@ RECORDS_BODY = {"requestBody": {"content": {"application/json": {"schema": {
                        "source": {"type": "string"}, "published": {"type": "string"}, "url": {"type": "string"},
                        "author": {"type": "string"}}}}}}}}}}
 
-EVENT_STREAM = {"content": {"text/event-stream": {"schema": {"type": "string"}}},
-                "description": "With stream: true, server-sent events."}
+def event_stream(events: list[str] | None, about: str) -> dict:
+    """A 200 response's server-sent events, each {event?, data} (as schemathesis and clients read them)."""
+    event = {"type": "string", "enum": events} if events else {"type": "string"}
+    return {"description": about, "content": {"text/event-stream": {"schema": {
+        "type": "object", "required": ["data"], "properties": {"event": event, "data": {"type": "string"}}}}}}
+
+
+ASK_STREAM = event_stream(["token", "answer", "error"], "With stream: true: `token` events ({text}), then one `answer` "
+                          "(the answer object) or `error` ({message, status}); data is JSON.")
+CHAT_STREAM = event_stream(None, "With stream: true: OpenAI chat.completion.chunk objects as JSON data, then [DONE].")
 
 
 def error(status: int, message: str, kind: str = "invalid_request_error") -> JSONResponse:
@@ -354,6 +362,23 @@ def access(tokens, basic: tuple[str, str] | None):
     return require
 
 
+def query_names(dependant) -> set[str]:
+    """The query parameters a route takes, its dependencies' included."""
+    return {p.alias for p in dependant.query_params}.union(*(query_names(d) for d in dependant.dependencies))
+
+
+def known_query_only(request: Request) -> None:
+    """A query parameter the route does not take is a 400, not silently ignored (a typo such as
+    ?limit= for ?k= would otherwise answer something else than asked)."""
+    route = request.scope.get("route")
+    if route is None or not request.query_params:
+        return
+    known = query_names(route.dependant)
+    unknown = sorted(set(request.query_params) - known)
+    if unknown:
+        raise InputError("query", f"unknown parameter {unknown[0]!r}" + (f" (known: {', '.join(sorted(known))})" if known else ""))
+
+
 def sse(event: str, data: Any) -> str:
     return f"event: {event}\ndata: {json.dumps(data)}\n\n"
 
@@ -361,14 +386,14 @@ def sse(event: str, data: Any) -> str:
 def build_router(app_state, require, openapi=None) -> APIRouter:
     """`app_state`: the chat App (qa/ui.py), which holds one Library per collection; `require`:
     role checks (see access()); `openapi`: the app's schema, served at /v1/openapi.json."""
-    router = APIRouter(prefix="/v1")
+    router = APIRouter(prefix="/v1", dependencies=[Depends(known_query_only)])
     reader, editor = [require("reader")], [require("editor")]
 
     def library(collection: str | None):
         return app_state.library(collection)
 
     @router.post("/ask", dependencies=reader, response_model=AnswerOut,
-                 responses={200: EVENT_STREAM, **errors_for(400, 401, 403, 404, 503)})
+                 responses={200: ASK_STREAM, **errors_for(400, 401, 403, 404, 503)})
     async def ask(body: AskRequest):
         engine = app_state.engine_for(body.collection or app_state.settings.collection, "", "", "", 0)
         filters = body.filters.model_dump(exclude_none=True) if body.filters else None
@@ -425,6 +450,8 @@ def build_router(app_state, require, openapi=None) -> APIRouter:
                     path.parent.mkdir()
                     path.write_bytes(data)
                     paths.append(path)
+            elif request.headers.get("content-type", "").startswith(("multipart/", "application/x-www-form-urlencoded")):
+                raise InputError("files", "no file in the form (send one or more parts named 'files')")
             else:
                 try:
                     body = Records.model_validate(json.loads(await request.body() or b"null"))
@@ -453,7 +480,7 @@ def build_router(app_state, require, openapi=None) -> APIRouter:
         return {"object": "list", "data": [{"id": n, "object": "model", "owned_by": "articles-qa"} for n in names]}
 
     @router.post("/chat/completions", dependencies=reader, response_model=ChatCompletionOut,
-                 responses={200: EVENT_STREAM, **errors_for(400, 401, 403, 404, 503)})
+                 responses={200: CHAT_STREAM, **errors_for(400, 401, 403, 404, 503)})
     async def chat_completions(body: ChatRequest):
         from .engine import normalise_history
 
