@@ -16,6 +16,7 @@ Errors are JSON {"error": {"message", "type"}} with one line and the fitting sta
 from __future__ import annotations
 
 import json
+import re
 import tempfile
 import time
 import uuid
@@ -79,6 +80,7 @@ class ChatRequest(BaseModel):
 
 
 class Records(BaseModel):
+    model_config = ConfigDict(extra="forbid")
     records: list[dict[str, Any]] = Field(min_length=1)
 
 
@@ -228,11 +230,17 @@ def errors_for(*statuses: int) -> dict:
 RECORDS_BODY = {"requestBody": {"content": {"application/json": {"schema": {
     "type": "object", "required": ["records"], "additionalProperties": False,
     "properties": {"records": {"type": "array", "minItems": 1, "items": {
-        "type": "object", "required": ["text"],
-        "description": "An article: text (required), and id, title, source, published (YYYY-MM-DD), url, author.",
-        "properties": {"text": {"type": "string"}, "id": {"type": "string"}, "title": {"type": "string"},
-                       "source": {"type": "string"}, "published": {"type": "string"}, "url": {"type": "string"},
-                       "author": {"type": "string"}}}}}}}}}}
+        "type": "object",
+        # Field types are not enforced here on purpose: a record that cannot be ingested (no text,
+        # a text that is not a string, a date that does not exist) is listed under "rejected" in the
+        # report with its reason, and the batch's other records are still ingested.
+        "description": "An article: text (a string, required), and optionally id, title, source, published "
+                       "(YYYY-MM-DD), url, author. A record that cannot be ingested is reported under `rejected`.",
+        "properties": {name: {"description": about} for name, about in (
+            ("text", "The article's text (HTML is cleaned)."), ("id", "Default: from the title and date."),
+            ("title", "Default: the first line."), ("source", "Where it came from."),
+            ("published", "YYYY-MM-DD."), ("url", "Its address."), ("author", "Its author."))}}}}}}}}}
+
 
 def event_stream(events: list[str] | None, about: str) -> dict:
     """A 200 response's server-sent events, each {event?, data} (as schemathesis and clients read them)."""
@@ -247,6 +255,9 @@ CHAT_STREAM = event_stream(None, "With stream: true: OpenAI chat.completion.chun
 
 
 def error(status: int, message: str, kind: str = "invalid_request_error") -> JSONResponse:
+    """The one error format. The message stays one line whatever a client sent into it (a
+    collection name with a newline): control characters are shown escaped."""
+    message = re.sub(r"[\x00-\x1f\x7f\u2028\u2029]", lambda m: m.group().encode("unicode_escape").decode("ascii"), message)
     return JSONResponse({"error": {"message": message, "type": kind}}, status_code=status)
 
 

@@ -120,7 +120,7 @@ def test_bad_requests_get_one_line_json_errors(service):
     status, body = call("POST", f"{service}/v1/articles", {"records": [{"title": "no text"}]})
     assert status == 200 and body["added"] == [] and "text" in body["rejected"][0]["reason"]
     status, body = call("GET", f"{service}/v1/search?q=x&k=0")
-    assert status == 400 and body["error"]["message"] == "k: must be between 1 and 100"
+    assert status == 400 and body["error"]["message"] == "k: Input should be greater than or equal to 1"
     status, before = call("GET", f"{service}/v1/articles")
     status, body = call("POST", f"{service}/v1/articles", {"records": "nope"})
     assert status == 400 and body["error"]["message"].startswith("body: expected JSON")
