@@ -201,6 +201,24 @@ def _figures(values: dict) -> str:
 
 
 @app.command()
+def watch(
+    folder: Path = typer.Argument(..., help="The folder new article files land in."),
+    interval: float = typer.Option(2.0, help="Seconds between looks at the folder."),
+    settle: float = typer.Option(1.0, help="A file is read once unchanged this many seconds (not while it is written)."),
+):
+    """Ingest article files as they land in FOLDER (and again when they change); Ctrl-C stops.
+    A bad file is reported and skipped; every process serving the library sees new articles at once."""
+    from .watch import watch as watch_folder
+
+    lib = _run(_library)
+    typer.echo(f"watching {folder} (every {interval:g} s); Ctrl-C stops", err=True)
+    try:
+        _run(lambda: watch_folder(lib, folder, interval=interval, settle=settle, report=lambda line: typer.echo(line, err=line.startswith(("rejected", "error")))))
+    except KeyboardInterrupt:
+        pass
+
+
+@app.command()
 def check(repair: bool = typer.Option(False, "--repair", help="Delete orphan chunks and incomplete articles; re-index what the lexical index lacks.")):
     """Report (and repair) drift: orphan chunks, articles missing chunks, a lexical index behind the store."""
     result = _run(lambda: _library().check(repair=repair))

@@ -138,7 +138,9 @@ class LexicalIndex:
         return found
 
     def articles(self) -> dict[str, str]:
-        """article id -> the content hash the index holds (repair and checks only: reads them all)."""
+        """article id -> the content hash the index holds, as of the latest commit (repair and
+        checks only: reads them all)."""
+        self.reload()
         searcher = self.searcher()
         total = searcher.search(self._term("kind", "article"), 1, count=True).count
         if not total:
@@ -151,15 +153,17 @@ class LexicalIndex:
         return held
 
     # --- write ---------------------------------------------------------------------------------
-    def apply(self, changes: list[tuple[str, str | None, list[tuple[str, str, dict]]]], synced: str | None = None) -> None:
+    def apply(self, changes: list[tuple[str, str | None, list[tuple[str, str, dict]]]], synced: str | None = None,
+              lock_wait: float | None = None) -> None:
         """Per article: (article id, its current content hash or None when deleted, its chunks as
         (id, text, metadata)). One commit for all of them; `synced`: the store stamp the index
-        now agrees with. Waits for another process's writer, up to LOCK_WAIT_S."""
+        now agrees with. Waits for another process's writer, up to `lock_wait` seconds (default
+        LOCK_WAIT_S), then raises StoreError."""
         from .retrieval import bm25s_tokenize
 
         Document = self._tantivy.Document
         with self._lock:
-            writer = self._writer()
+            writer = self._writer(self.LOCK_WAIT_S if lock_wait is None else lock_wait)
             try:
                 for article_id, content_hash, chunks in changes:
                     writer.delete_documents_by_term("article_id", article_id)
@@ -183,8 +187,8 @@ class LexicalIndex:
             self.mark_synced(synced)
         self._searcher = None
 
-    def _writer(self):
-        deadline = time.monotonic() + self.LOCK_WAIT_S
+    def _writer(self, lock_wait: float):
+        deadline = time.monotonic() + lock_wait
         while True:
             try:
                 return self.index.writer(heap_size=self.WRITER_HEAP, num_threads=1)

@@ -185,11 +185,13 @@ class Library:
         return self.retriever.chunks.lexical
 
     def _commit_group(self, rows, vectors) -> None:
-        """A group into Chroma, then into the lexical index (per article: its old version's
-        documents out, the new ones in). A crash between the two leaves the index behind the
-        store; the next process to open it catches up from the registry."""
-        self.store.write_articles(rows, vectors)
+        """A group into the lexical index (per article: its old version's documents out, the new
+        ones in), then into Chroma, whose registry flip makes the new versions current: every
+        process then finds them by words and by vectors at once (index hits of a version that
+        is not current yet are dropped per query). A crash between the two leaves the index
+        ahead of the registry; the next process to open it catches up from the registry."""
         self.lexical.apply([(record.id, record.content_hash, chunks) for record, chunks in rows])
+        self.store.write_articles(rows, vectors)
 
     def _embed_group(self, group: list[tuple[Article, list]]):
         """Sentences are what gets encoded (one call, length-sorted across the group); a chunk's

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from .chunking import sentence_spans
-from .errors import InputError
+from .errors import InputError, StoreError
 from .store import Store, pack_sentences, rows_to_vectors, sentence_offsets, sentence_rows
 
 # Reciprocal-rank-fusion constant. The usual 60 flattens the top ranks; 10 lets a first place
@@ -213,8 +213,9 @@ class ChunkSource:
             if synced != key:
                 now = time.monotonic()
                 if not self._checked or (self._lagging_since is not None and now - self._lagging_since > self.CATCH_UP_AFTER_S):
-                    self.catch_up(key, wait=not self._checked)
+                    self.catch_up(key, lock_wait=0.0)  # a process writing right now will bring it in line itself
                     synced = self.lexical.synced()
+                    self._lagging_since = now if synced != key else None
                 elif self._lagging_since is None:
                     self._lagging_since = now
             self._checked = True
@@ -222,9 +223,11 @@ class ChunkSource:
             if synced == key:
                 self.key, self._lagging_since = key, None
 
-    def catch_up(self, stamp: str | None = None, wait: bool = True) -> dict:
+    def catch_up(self, stamp: str | None = None, lock_wait: float | None = None) -> dict:
         """Bring the index in line with the registry: articles whose indexed version differs are
-        re-indexed from their stored chunks, articles gone are removed. Returns counts."""
+        re-indexed from their stored chunks, articles gone are removed. Returns counts; with
+        lock_wait given, gives up (returns None counts) when another process holds the writer
+        longer than that."""
         stamp = stamp or self.store.stamp()
         current = self.store.current_hashes()
         held = self.lexical.articles()
@@ -236,10 +239,14 @@ class ChunkSource:
                                         include=["documents", "metadatas"])
             changes.append((article_id, current[article_id], list(zip(got["ids"], got["documents"], got["metadatas"]))))
         try:
-            self.lexical.apply(changes, synced=stamp) if changes else self.lexical.mark_synced(stamp)
-        except Exception:
-            if wait:
+            if changes:
+                self.lexical.apply(changes, synced=stamp, lock_wait=lock_wait)
+            else:
+                self.lexical.mark_synced(stamp)
+        except StoreError:
+            if lock_wait is None:
                 raise
+            return {"reindexed": None, "removed": None}
         return {"reindexed": len(stale), "removed": len(gone)}
 
     def records(self, chunk_ids: list[str]) -> dict[str, tuple[str, dict]]:

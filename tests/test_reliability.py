@@ -72,36 +72,44 @@ def test_kill_9_midway_then_rerun_gives_one_clean_ingest(chroma_server, squad_js
     assert sorted(watcher.retriever.chunks.article_chunks([a.id for a in watcher.articles()])) == ids
 
 
-def test_kill_9_between_store_and_index_then_restart_repairs_the_index(chroma_server, squad_jsonl, embedder, tmp_path):
-    """kill -9 while the lexical index is being written (its writer stopped for good right after
-    the first group reached Chroma): the index lags the registry; the next process to open the
-    library catches it up from the registry, nothing lost or duplicated, and keyword search finds
-    every article again."""
+def test_kill_9_between_index_and_store_then_restart_repairs_the_index(chroma_server, squad_jsonl, embedder, tmp_path):
+    """kill -9 right after the lexical index committed a group and before Chroma got it: the index
+    holds articles the registry does not. The next process to open the library catches the index
+    up from the registry (nothing indexed that is not current); a re-run ingest then leaves index
+    and registry in agreement, no chunk twice, every article found by its words."""
     from qa.config import Settings
     from qa.library import Library
 
     name = f"x{uuid.uuid4().hex[:10]}"
     settings = Settings(data_dir=tmp_path / "home")
     script = (
-        "import os, signal, sys\n"
+        "import os, signal\n"
         "from qa.config import Settings\nfrom qa.library import Library\nfrom qa.lexical import LexicalIndex\n"
-        "def die(self, changes, synced=None):\n    os.kill(os.getpid(), signal.SIGKILL)\n"
-        "LexicalIndex.apply = die\n"
+        "real = LexicalIndex.apply\n"
+        "def apply_then_die(self, *args, **kwargs):\n    real(self, *args, **kwargs)\n    os.kill(os.getpid(), signal.SIGKILL)\n"
+        "LexicalIndex.apply = apply_then_die\n"
         f"lib = Library({chroma_server!r}, {name!r}, settings=Settings(data_dir={str(settings.data_dir)!r}))\n"
         f"lib.ingest([{str(squad_jsonl)!r}])\n"
     )
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600)
     assert proc.returncode == -signal.SIGKILL, proc.stderr
     opened = Library(chroma_server, name, settings=settings, embedder=embedder)
-    registered = opened.articles()
-    assert registered, "the first group should have reached Chroma"
-    assert opened.check()["index_lagging_articles"] == sorted(a.id for a in registered)
+    assert opened.articles() == []
+    ahead = opened.check()["index_lagging_articles"]
+    assert ahead, "the index should hold the killed group's articles"
+    assert opened.search("the", k=5, mode="keyword") == []  # not current: never returned
     opened.search("anything", k=1)  # the first search of a new process catches the index up
     assert opened.check()["index_lagging_articles"] == []
+
+    rerun = subprocess.run([QA, "--chroma-url", chroma_server, "--collection", name, "ingest", str(squad_jsonl)],
+                           capture_output=True, text=True, timeout=600, env={**os.environ, "QA_DATA_DIR": str(settings.data_dir)})
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    registered = opened.articles()
+    assert opened.check()["index_lagging_articles"] == [] and len(registered) >= len(ahead)
     ids = chunk_ids(opened)
     assert sorted(opened.retriever.chunks.article_chunks([a.id for a in registered])) == ids and len(ids) == len(set(ids))
     for record in registered:
-        assert {h.article_id for h in opened.search(record.title, k=3, mode="keyword")} >= {record.id}
+        assert record.id in {h.article_id for h in opened.search(record.title, k=5, mode="keyword")}
 
 
 # --- faults ----------------------------------------------------------------------------------
