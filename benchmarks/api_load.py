@@ -1,9 +1,13 @@
 """Concurrent clients against a real `qa serve`: POST /v1/ask from N threads at once.
 
-    python -m benchmarks api-load [--clients 20] [--rounds 1]
+    python -m benchmarks api-load [--clients 20] [--rounds 1] [--ingest 200]
 
 Starts `qa serve` on a free 127.0.0.1 port over a fresh store holding seeds/, fires the clients
-together (seed questions, answerable and not), and prints latency p50/p95 and the error count."""
+together (seed questions, answerable and not), and prints latency p50/p95 and the error count.
+With --ingest N, a mixed load follows: the clients keep asking, round after round, while N
+articles stream in through POST /v1/articles one by one; then every article must be found by
+its own words (GET /v1/search). Reports errors of both, and the answer p95 with ingest over the
+p95 without."""
 
 from __future__ import annotations
 
@@ -27,12 +31,64 @@ QUESTIONS = ["Who said GSOMIA scrapping was a misjudgment?", "Why did South Kore
              "Who wrote the article?", "What is the population of Tokyo?", "What does GSOMIA stand for?"]
 
 
+def article(i: int) -> dict:
+    """A short news article with a word of its own (found only in it)."""
+    word = f"zorvex{i:04d}"
+    return {"id": f"stream-{i:04d}", "title": f"Harbour board {word} approves dredging plan {i}",
+            "published": "2024-05-04",
+            "text": f"The harbour board of Port {word.title()} approved a dredging plan on Friday, its chair said. "
+                    f"Work on berth {i} starts in June and costs {i + 2} million dollars, paid by the port's fishing cooperative."}
+
+
+def mixed_load(port: int, ask, clients: int, articles: int) -> dict:
+    """Clients ask round after round while `articles` are POSTed one by one; then each is searched."""
+    import threading
+
+    from qa.metrics import percentile
+
+    base = f"http://127.0.0.1:{port}/v1"
+    ingest_errors, done = [], threading.Event()
+
+    def stream() -> None:
+        try:
+            for i in range(articles):
+                body = json.dumps({"records": [article(i)]}).encode()
+                request = urllib.request.Request(f"{base}/articles", data=body, headers={"Content-Type": "application/json"})
+                try:
+                    with urllib.request.urlopen(request, timeout=600) as response:
+                        report = json.loads(response.read())
+                        if report.get("added") != [f"stream-{i:04d}"]:
+                            ingest_errors.append(report)
+                except OSError as exc:
+                    ingest_errors.append(str(exc))
+        finally:
+            done.set()
+
+    writer = threading.Thread(target=stream)
+    started = time.perf_counter()
+    writer.start()
+    results = []
+    while not done.is_set():
+        with ThreadPoolExecutor(max_workers=clients) as pool:
+            results += list(pool.map(ask, range(clients)))
+    writer.join()
+    ingest_s = time.perf_counter() - started
+    found = 0
+    for i in range(articles):
+        with urllib.request.urlopen(f"{base}/search?q=zorvex{i:04d}+dredging&k=1", timeout=60) as response:
+            found += [p["article_id"] for p in json.loads(response.read())["passages"]] == [f"stream-{i:04d}"]
+    latencies = [s for s, _ in results]
+    return {"mixed_requests": len(results), "mixed_errors": sum(not ok for _, ok in results), "mixed_p95_s": percentile(latencies, 95),
+            "ingested": articles, "ingest_errors": len(ingest_errors), "ingest_s": ingest_s, "articles_found_after": found}
+
+
 def main(argv=None) -> None:
     from qa.metrics import percentile
 
     parser = argparse.ArgumentParser(prog="python -m benchmarks api-load", description=__doc__)
     parser.add_argument("--clients", type=int, default=20)
     parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--ingest", type=int, default=0, help="articles streamed in while the clients ask (mixed load)")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "api_load.json"))
     args = parser.parse_args(argv)
 
@@ -71,12 +127,15 @@ def main(argv=None) -> None:
                 with ThreadPoolExecutor(max_workers=args.clients) as pool:
                     results += list(pool.map(ask, range(args.clients)))
             wall = time.perf_counter() - wall
+            mixed = mixed_load(port, ask, args.clients, args.ingest) if args.ingest else {}
         finally:
             server.terminate()
             server.wait(30)
     latencies = [s for s, _ in results]
     summary = {"clients": args.clients, "requests": len(results), "errors": sum(not ok for _, ok in results),
                "p50_s": statistics.median(latencies), "p95_s": percentile(latencies, 95), "max_s": max(latencies),
-               "wall_s": wall, "answers_per_s": len(results) / wall}
+               "wall_s": wall, "answers_per_s": len(results) / wall, **mixed}
+    if args.ingest:
+        summary["mixed_p95_over_p95"] = summary["mixed_p95_s"] / summary["p95_s"]
     print(json.dumps(summary, indent=2))
     save(summary, args.out)

@@ -64,6 +64,7 @@ class LexicalIndex:
             raise StoreError(f"lexical index {self.folder}: {exc}") from None
         self._searcher = None
         self._chunks = 0
+        self._idf = {}
 
     def _wipe(self) -> None:
         for path in self.folder.iterdir():
@@ -75,6 +76,7 @@ class LexicalIndex:
         """See the latest commit (of this process or another)."""
         self.index.reload()
         self._searcher = self.index.searcher()
+        self._idf: dict[str, float] = {}
         self._chunks = self._searcher.search(self._term("kind", "chunk"), 1, count=True).count
 
     def searcher(self):
@@ -122,9 +124,13 @@ class LexicalIndex:
         return clauses
 
     def idf(self, token: str) -> float:
-        """log(1 + chunks / chunks with the token): how much sharing this word says."""
-        frequency = self.searcher().doc_freq("words", token)
-        return math.log(1 + self._chunks / frequency) if frequency else 0.0
+        """log(1 + chunks / chunks with the token): how much sharing this word says (remembered
+        until the next reload: one query asks for each of its words many times)."""
+        known = self._idf.get(token)
+        if known is None:
+            frequency = self.searcher().doc_freq("words", token)
+            known = self._idf[token] = math.log(1 + self._chunks / frequency) if frequency else 0.0
+        return known
 
     def article_chunks(self, article_ids: list[str]) -> list[str]:
         """The indexed (current) chunk ids of these articles."""
