@@ -58,7 +58,11 @@ class LexicalIndex:
             self.folder.mkdir(parents=True, exist_ok=True)
             if marker.exists() and marker.read_text().strip() != FORMAT:
                 self._wipe()
-            self.index = tantivy.Index(self.schema, path=str(self.folder), reuse=True)
+            try:
+                self.index = tantivy.Index(self.schema, path=str(self.folder), reuse=True)
+            except ValueError:  # unreadable (damaged, or another schema): a derived copy, so start it again
+                self._wipe()
+                self.index = tantivy.Index(self.schema, path=str(self.folder), reuse=True)
             marker.write_text(FORMAT)
         except (OSError, ValueError) as exc:
             raise StoreError(f"lexical index {self.folder}: {exc}") from None

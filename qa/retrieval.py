@@ -195,7 +195,10 @@ class ChunkSource:
         from .lexical import LexicalIndex
 
         self.store = store
-        self.lexical = LexicalIndex(folder or Path(tempfile.mkdtemp(prefix="qa-lexical-")))
+        try:
+            self.lexical = LexicalIndex(folder or Path(tempfile.mkdtemp(prefix="qa-lexical-")))
+        except StoreError:  # a read-only data dir: a private index, built from the registry at the first search
+            self.lexical = LexicalIndex(Path(tempfile.mkdtemp(prefix="qa-lexical-")))
         self.key: str | None = None
         self.lock = threading.Lock()
         self._records: dict[str, tuple[str, dict, np.ndarray | None]] = {}
