@@ -41,7 +41,7 @@ def test_ingest_search_articles_delete(tmp_path):
 
     checked = qa("check", cwd=tmp_path)
     assert checked.returncode == 0
-    assert checked.stdout.strip() == "1 articles, 13 chunks, 0 orphan chunks, 0 incomplete articles"
+    assert checked.stdout.strip() == "1 articles, 13 chunks, 0 orphan chunks, 0 incomplete articles, 0 articles behind in the lexical index"
 
     listed = qa("articles", cwd=tmp_path)
     assert "2019-11-12-japan-us-gsomia\t2019-11-12\t" in listed.stdout
