@@ -192,6 +192,9 @@ class Library:
         ahead of the registry; the next process to open it catches up from the registry."""
         self.lexical.apply([(record.id, record.content_hash, chunks) for record, chunks in rows])
         self.store.write_articles(rows, vectors)
+        # A new stamp per group: readers drop what they remembered of the registry, and see the
+        # group now rather than at the end of a long ingest.
+        self.lexical.mark_synced(self.store.bump_stamp())
 
     def _embed_group(self, group: list[tuple[Article, list]]):
         """Sentences are what gets encoded (one call, length-sorted across the group); a chunk's

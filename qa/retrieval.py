@@ -202,6 +202,7 @@ class ChunkSource:
         self.key: str | None = None
         self.lock = threading.Lock()
         self._records: dict[str, tuple[str, dict, np.ndarray | None]] = {}
+        self._hashes: dict[str, str | None] = {}  # article id -> current content hash, for the current stamp
         self._lagging_since: float | None = None
         self._checked = False
 
@@ -222,6 +223,7 @@ class ChunkSource:
                 elif self._lagging_since is None:
                     self._lagging_since = now
             self._checked = True
+            self._hashes = {}
             self.lexical.reload()
             if synced == key:
                 self.key, self._lagging_since = key, None
@@ -264,8 +266,12 @@ class ChunkSource:
                     rows = sentence_rows(meta, remove=True)
                     self._records[chunk_id] = (text, meta, rows)
         found = {i: self._records[i] for i in chunk_ids if i in self._records}
-        current = self.store.current_hashes_of(sorted({m.get("article_id") for _, m, _ in found.values()}))
-        return {i: (t, m) for i, (t, m, _) in found.items() if is_current(m, current)}
+        articles = {m.get("article_id") for _, m, _ in found.values()}
+        unknown = sorted(a for a in articles if a not in self._hashes)
+        if unknown:  # the registry is read once per article and store stamp (every write renews it)
+            known = self.store.current_hashes_of(unknown)
+            self._hashes.update({a: known.get(a) for a in unknown})
+        return {i: (t, m) for i, (t, m, _) in found.items() if is_current(m, self._hashes)}
 
     def sentence_rows(self, chunk_id: str):
         record = self._records.get(chunk_id)
