@@ -21,7 +21,7 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, FastAPI, File, HTTPException, Query, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
@@ -431,9 +431,13 @@ def build_router(app_state, require, openapi=None) -> APIRouter:
     async def search(q: str = Query(description="The question or search words."),
                      k: int = Query(5, ge=1, le=100, description="How many chunks (without chars)."),
                      chars: int | None = Query(None, ge=1, le=100_000, description="The best sentences within this many characters, as passages."),
+                     mode: Literal["hybrid", "vector", "keyword"] = Query("hybrid", description="keyword: BM25 only; vector: embeddings only."),
                      collection: str | None = None):
         lib = library(collection)
-        hits = await run_in_threadpool(lib.passages, q, chars) if chars else await run_in_threadpool(lib.search, q, k)
+        if chars:
+            hits = await run_in_threadpool(lambda: lib.passages(q, chars, mode=mode))
+        else:
+            hits = await run_in_threadpool(lambda: lib.search(q, k, mode=mode))
         fields = ("article_id", "title", "published", "start", "end", "score", "text")
         return {"passages": [{f: getattr(h, f) for f in fields} for h in hits]}
 
