@@ -32,6 +32,7 @@ from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 
 from .config import upload_dir
 from .errors import BackendError, InputError, NotFound, QAError, StoreError
+from .engine import Citation
 from .retrieval import Filters
 
 
@@ -94,22 +95,11 @@ class ErrorResponse(BaseModel):
     error: ErrorDetail
 
 
-class CitationOut(BaseModel):
-    n: int
-    title: str
-    article_id: str
-    quote: str
-    start: int
-    end: int
-    published: str | None = None
-    field: str | None = Field(None, description="A fact answer: the article record field it comes from.")
-
-
 class AnswerOut(BaseModel):
     answer: str
     kind: str = Field(description="span | quote | fact | summary | timeline | not_found")
-    citations: list[CitationOut]
-    closest: list[CitationOut] = Field(description="A refusal: the nearest passages (not citations).")
+    citations: list[Citation]  # the engine's own dataclass: one definition for code and schema
+    closest: list[Citation] = Field(description="A refusal: the nearest passages (not citations).")
     grounded: float
     refused: bool
     question: str = Field(description="The standalone question actually answered.")
@@ -203,7 +193,7 @@ class ChatCompletionOut(BaseModel):
     created: int
     model: str
     choices: list[Choice]
-    citations: list[CitationOut]
+    citations: list[Citation]
     kind: str
     usage: Usage
 
