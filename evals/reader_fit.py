@@ -39,6 +39,8 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 ANSWER_FEATURES = ["sentence_score", "similarity", "chunk_score", "lemma_coverage", "idf_coverage", "missing_idf",
                    "missing_names", "agreement", "margin", "reader_best", "reader_type_fit", "quote_question"]
+# The local rule also reads the model's own signal (chat models and servers cannot score).
+LOCAL_FEATURES = ANSWER_FEATURES + ["question_pmi", "question_pmi_per_word"]
 
 
 def benchmark_ids(questions, seed: int = 0, answerable: int = 300, unanswerable: int = 200) -> set[str]:
@@ -103,7 +105,7 @@ def natural_split(path: Path, library: int, held_out: int, benchmark_stories: in
 
 def collect(lib, items, engine, use_model: bool) -> list[dict]:
     """Per question: the evidence signals, and every candidate with its features and label."""
-    from qa.engine import evidence_signals, rank_evidence
+    from qa.engine import evidence_signals, model_signals, rank_evidence
     from qa.metrics import token_f1
     from qa.questions import answer_kind
     from qa.reader import candidates
@@ -122,8 +124,12 @@ def collect(lib, items, engine, use_model: bool) -> list[dict]:
                "candidates": [{"text": c.text, "sentence": c.sentence_index, "features": c.features,
                                "right": bool(item.answers) and max(token_f1(c.text, [g]) for g in item.answers) >= 0.5,
                                "holds": bool(item.answers) and contains_gold(c.text, item.answers)} for c in found]}
+        quote = engine._quote(item.question, ranked, {}) if ranked else None
+        row["quote_holds"] = bool(quote and item.answers) and contains_gold(quote.text, item.answers)
         if use_model and found:
             row["prompts"] = [engine.build_prompt(item.question, [s]) for s in top]
+        if use_model and top:
+            row["signals"] |= model_signals(engine.llm, item.question, top[0].text)
         rows.append(row)
         if n % 100 == 0:
             print(f"{n}/{len(items)} questions read", flush=True)
@@ -162,18 +168,23 @@ def fit_rule(examples: list[dict], features: list[str]) -> dict:
 
 def decide(row: dict, rule: dict, name: str, threshold: float) -> tuple[bool, bool, float, float]:
     """(useful, span right, best probability, its type fit) of the answer this row gets: the best
-    candidate when its probability reaches the threshold, else the top sentence quoted."""
+    candidate when its probability reaches the threshold, else the best sentences quoted."""
     from qa.reader import probability
 
     pool = [c for c in row["candidates"] if name == "evidence" or c.get("scored")]
     if not pool:
-        return (bool(row["sentences_hold"]) and row["sentences_hold"][0], False, 0.0, 0.0)
+        return (quote_useful(row), False, 0.0, 0.0)
     best = max(pool, key=lambda c: probability(c["features"], rule["weights"], rule["bias"]))
     p = probability(best["features"], rule["weights"], rule["bias"])
     if p >= threshold:
         useful = best["holds"] or row["sentences_hold"][best["sentence"]]
         return useful, best["right"], p, best["features"]["type_fit"]
-    return row["sentences_hold"][0], False, p, best["features"]["type_fit"]
+    return quote_useful(row), False, p, best["features"]["type_fit"]
+
+
+def quote_useful(row: dict) -> bool:
+    """Whether the quote the engine gives (its best sentences) holds a gold answer."""
+    return row.get("quote_holds", bool(row["sentences_hold"]) and row["sentences_hold"][0])
 
 
 def main(argv=None) -> None:
@@ -235,11 +246,12 @@ def main(argv=None) -> None:
     # Answer or refuse, per reader rule ("local" serves the local model, "evidence" chat models).
     refusal = {}
     for name, rule in rules.items():
+        features = LOCAL_FEATURES if name == "local" else ANSWER_FEATURES
         x, useful, unanswerable, source = [], [], [], []
         for r in rows:
             ok, _, p, fit = decide(r, rule, name, rule["threshold"])
             signals = r["signals"] | {"reader_best": p, "reader_type_fit": fit, "quote_question": float(r["kind"] == "quote")}
-            x.append([float(signals.get(f, 0.0)) for f in ANSWER_FEATURES])
+            x.append([float(signals.get(f, 0.0)) for f in features])
             useful.append(bool(ok) and not r["unanswerable"])
             unanswerable.append(r["unanswerable"])
             source.append(r["source"])
@@ -250,7 +262,7 @@ def main(argv=None) -> None:
         points = [(t, u, float((scores[outside] < t).mean())) for t, u, _ in curve(scores, useful, unanswerable)]
         chosen = max((p for p in points if p[2] >= args.min_refused), key=lambda p: (p[1], -p[0]))
         same = unanswerable & ~outside
-        refusal[name] = {"bias": round(bias, 6), "weights": {f: round(float(w), 6) for f, w in zip(ANSWER_FEATURES, weights)},
+        refusal[name] = {"bias": round(bias, 6), "weights": {f: round(float(w), 6) for f, w in zip(features, weights)},
                          "threshold": round(chosen[0], 6)}
         report[f"refusal_{name}"] = {"useful": chosen[1], "out_of_library_refused": chosen[2],
                                      "same_paragraph_refused": float((scores[same] < chosen[0]).mean()) if same.any() else None}

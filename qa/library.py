@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,6 +45,8 @@ def lexical_dir(data_dir: Path, location, collection: str) -> Path:
     import hashlib
 
     where = hashlib.sha256(str(location).encode()).hexdigest()[:12]
+    # Earlier versions kept a whole BM25 copy per collection in bm25-cache/: nothing reads it now.
+    shutil.rmtree(Path(data_dir) / "bm25-cache", ignore_errors=True)
     return Path(data_dir) / "lexical" / f"{collection}-{where}"
 
 

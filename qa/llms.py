@@ -132,10 +132,20 @@ class LocalLLM:
         except OSError:
             pass  # a read-only cache only costs the next start its second
 
-    def score(self, prompt: str, continuations: list[str]) -> list[tuple[float, float]]:
-        """(mean, first-token) log-probability of each continuation right after the prompt:
-        the prompt is evaluated once (after the cached prefix), then each continuation in one
-        batch that keeps the logits of all its positions. Nothing is generated."""
+    def score(self, prompt: str, continuations: list[str], max_tokens: int = 12) -> list[tuple[float, float]]:
+        """(mean, first-token) log-probability of each continuation right after the prompt (its
+        first max_tokens tokens): the prompt is evaluated once (after the cached prefix), then each
+        continuation in one batch that keeps the logits of all its positions. Nothing is generated."""
+        return [(sum(lp) / len(lp), lp[0]) if lp else (-20.0, -20.0)
+                for lp in self.token_logprobs(prompt, continuations, max_tokens)]
+
+    def log_likelihood(self, prompt: str, text: str, max_tokens: int = 48) -> float:
+        """The summed log-probability of `text` right after `prompt`."""
+        return sum(self.token_logprobs(prompt, [text], max_tokens)[0])
+
+    def token_logprobs(self, prompt: str, continuations: list[str], max_tokens: int) -> list[list[float]]:
+        """Each continuation's per-token log-probabilities after the prompt (logits are kept only
+        where they are read: the vocabulary is 262k wide)."""
         import numpy as np
 
         results = []
@@ -155,9 +165,9 @@ class LocalLLM:
             last = np.ctypeslib.as_array(model._ctx.get_logits(), shape=(vocab,)).astype(np.float64)
             first_logprobs = last - (last.max() + np.log(np.exp(last - last.max()).sum()))
             for text in continuations:
-                ids = model.tokenize((" " + text.strip()).encode("utf-8"), add_bos=False, special=False)[:12]
+                ids = model.tokenize((" " + text.strip()).encode("utf-8"), add_bos=False, special=False)[:max_tokens]
                 if not ids:
-                    results.append((-20.0, -20.0))
+                    results.append([])
                     continue
                 total = [float(first_logprobs[ids[0]])]
                 if len(ids) > 1:
@@ -168,7 +178,7 @@ class LocalLLM:
                     top = rows.max(axis=1, keepdims=True)
                     logprobs = rows - (top + np.log(np.exp(rows - top).sum(axis=1, keepdims=True)))
                     total += [float(logprobs[i, token]) for i, token in enumerate(ids[1:])]
-                results.append((sum(total) / len(total), total[0]))
+                results.append(total)
             model._ctx.kv_cache_seq_rm(-1, base, -1)  # the context holds the prompt again, as n_tokens says
         return results
 

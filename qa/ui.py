@@ -201,7 +201,7 @@ def _passage_html(lib: Library, c, head: str) -> str:
 
 KIND_WORDS = {
     "span": "a short answer copied from the cited sentence",
-    "quote": "the cited sentence, quoted as it stands",
+    "quote": "the cited sentences, quoted as they stand",
     "fact": "from the article's record",
     "summary": "the article's lede and most central sentences, cited",
     "timeline": "the matching articles, newest first, each with the sentence that matters",

@@ -288,3 +288,16 @@ def test_a_write_by_another_process_is_searchable_at_once_without_a_rebuild(stor
     assert [h.article_id for h in found][:1] == ["ferry"] and all("strike" not in h.text for h in found if h.article_id == "ferry")
     writer.delete("ferry")
     assert all(h.article_id != "ferry" for h in reader.search("ferry deckhands walkout", k=5))
+
+
+def test_an_old_bm25_copy_in_the_data_dir_is_removed(tmp_path, embedder):
+    """Earlier versions kept a whole-corpus BM25 copy under bm25-cache/; nothing reads it now."""
+    from qa.config import Settings
+    from qa.library import Library
+
+    old = tmp_path / "data" / "bm25-cache" / "news"
+    old.mkdir(parents=True)
+    (old / "index.pkl").write_bytes(b"x" * 1000)
+    Library(tmp_path / "db", "news", settings=Settings(data_dir=tmp_path / "data"), embedder=embedder)
+    assert not (tmp_path / "data" / "bm25-cache").exists()
+    assert (tmp_path / "data" / "lexical").is_dir()

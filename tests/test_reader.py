@@ -9,7 +9,7 @@ import pytest
 from qa import reader
 from qa.engine import NOT_FOUND
 
-from .test_answer_kinds import assert_cited_verbatim
+from .test_answer_kinds import assert_cited_verbatim, assert_is_the_quotes
 
 STORIES = {
     "2010-05-02-zaki.txt": (
@@ -84,7 +84,7 @@ def test_without_a_fitting_candidate_there_is_no_span(small_library):
     result = small_library.ask(question)
     assert result.kind in ("quote", "not_found")
     if result.kind == "quote":
-        assert result.text == result.citations[0].quote
+        assert_is_the_quotes(result)
 
 
 def test_a_question_the_stories_do_not_cover_is_refused_with_the_closest_passages(small_library):
@@ -104,3 +104,16 @@ def test_the_model_scores_continuations_without_generating(small_library):
     first = engine.llm.score(prompt, ["Wigan Athletic", "an apple pie"])
     assert first[0][0] > first[1][0]  # the answer is likelier than nonsense
     assert engine.llm.score(prompt, ["Wigan Athletic", "an apple pie"]) == first  # the context is restored each time
+
+
+def test_the_model_finds_a_question_likelier_after_the_sentence_that_answers_it(small_library):
+    from qa.engine import model_signals
+
+    llm = small_library.engine.llm
+    question = "Which club does Zaki play for?"
+    answering = model_signals(llm, question, "Egypt striker Amir Zaki is back at his Premier League club side Wigan Athletic.")
+    unrelated = model_signals(llm, question, "The group's chief executive said the film was shot in Los Angeles in two days.")
+    assert answering["question_pmi"] > unrelated["question_pmi"] + 1.0
+    assert answering["question_pmi_per_word"] == pytest.approx(answering["question_pmi"] / 6)
+    # The answer/refuse rule reads it with the local model.
+    assert "question_pmi" in small_library.ask(question).signals
