@@ -1,7 +1,7 @@
 """Retrieval at scale (100k chunks by default, --chunks 1000000 for a million): latency, memory of
 a serving process, store size, cold start, freshness.
 
-    python -m benchmarks scale [--chunks 100000] [--questions 300] [--keep DIR]
+    python -m benchmarks scale [--chunks 100000] [--questions 300] [--keep DIR] [--chroma-server]
 
 The library: the SQuAD 2.0 dev half ingested normally (so questions have real answers), plus
 synthetic articles up to --chunks chunks. A synthetic chunk joins 2-4 random SQuAD/seed
@@ -104,14 +104,15 @@ def answers(hit, q: dict) -> bool:
     return any(sentence in hit.text for sentence in q["sentences"])
 
 
-def probe(folder: str, questions_file: str, repeats: int) -> None:
-    """Runs in a fresh process: what a serving process sees. Prints one JSON line."""
+def probe(folder: str, questions_file: str, repeats: int, chroma_url: str | None = None) -> None:
+    """Runs in a fresh process: what a serving process sees (on the embedded store, or through a
+    Chroma server serving it). Prints one JSON line."""
     t0 = time.perf_counter()
     from qa.config import Settings
     from qa.library import Library
 
     questions = json.loads(Path(questions_file).read_text())
-    lib = Library(folder, COLLECTION, settings=Settings(data_dir=folder))
+    lib = Library(chroma_url or folder, COLLECTION, settings=Settings(data_dir=folder, chroma_url=chroma_url))
     opened = time.perf_counter() - t0
     t1 = time.perf_counter()
     lib.embedder.embed_query("load the embedder")
@@ -122,7 +123,7 @@ def probe(folder: str, questions_file: str, repeats: int) -> None:
     if repeats == 0:  # restart measurement only
         print(json.dumps({"embedder_load_s": embedder_load, "first_search_s": first_search}))
         return
-    freshness = fresh_article(lib, folder)
+    freshness = fresh_article(lib, folder, chroma_url)
     results: dict = {}
     retrievers = {mode: (lambda q, mode=mode: lib.search(q, k=5, mode=mode)) for mode in ("hybrid", "vector", "keyword")}
     retrievers["passages"] = lambda q: lib.passages(q, chars=1250)  # about the size of 5 chunks
@@ -156,29 +157,67 @@ books and docks at a different pier each week.
 """
 
 
-def fresh_article(lib, folder: str) -> dict:
+def fresh_article(lib, folder: str, chroma_url: str | None = None) -> dict:
     """Freshness: one article ingested by another process (`qa ingest`), then the next question
     here: is it found, and how long does that question take (no rebuild)?"""
     article = Path(tempfile.mkdtemp()) / f"2024-05-04-floating-library-{os.getpid()}.txt"
     article.write_text(FRESH)
-    qa = str(Path(sys.executable).parent / "qa")
+    qa = [str(Path(sys.executable).parent / "qa")] + (["--chroma-url", chroma_url] if chroma_url else [])
     t = time.perf_counter()
-    subprocess.run([qa, "--collection", COLLECTION, "--data-dir", folder, "ingest", str(article)], check=True,
+    subprocess.run(qa + ["--collection", COLLECTION, "--data-dir", folder, "ingest", str(article)], check=True,
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     ingest_s = time.perf_counter() - t
     t = time.perf_counter()
     hits = lib.search("Who is the mayor of Port Ellisworth, where a floating library opened?", k=5)
     next_s = time.perf_counter() - t
     found = any(h.article_id == article.stem for h in hits)
-    subprocess.run([qa, "--collection", COLLECTION, "--data-dir", folder, "delete", article.stem], check=True,
+    subprocess.run(qa + ["--collection", COLLECTION, "--data-dir", folder, "delete", article.stem], check=True,
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return {"fresh_ingest_other_process_s": ingest_s, "fresh_next_question_s": next_s, "fresh_found": found}
 
 
-def run_probe(folder: Path, qfile: Path, repeats: int) -> dict:
-    out = subprocess.run([sys.executable, "-m", "benchmarks", "scale", "--repeats", str(repeats), "--probe", str(folder), str(qfile)],
-                         check=True, capture_output=True, text=True)
+def run_probe(folder: Path, qfile: Path, repeats: int, chroma_url: str | None = None) -> dict:
+    out = subprocess.run([sys.executable, "-m", "benchmarks", "scale", "--repeats", str(repeats), "--probe", str(folder), str(qfile)]
+                         + ([chroma_url] if chroma_url else []), check=True, capture_output=True, text=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def server_probe(folder: Path, qfile: Path, repeats: int) -> dict:
+    """The same probe with the store behind a Chroma server (`chroma run` on the built folder):
+    the serving process then holds no vector index. The host's lexical index is the one built
+    with the library (linked under the server location's name, as a host that kept up would have
+    it). Also the Chroma server's own peak RSS."""
+    import socket
+    import urllib.request
+
+    from qa.library import lexical_dir
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    url = f"http://127.0.0.1:{port}"
+    built, served = lexical_dir(folder, str(folder), COLLECTION), lexical_dir(folder, url, COLLECTION)
+    if not served.exists():
+        served.symlink_to(built.resolve(), target_is_directory=True)
+    chroma = str(Path(sys.executable).parent / "chroma")
+    server = subprocess.Popen([chroma, "run", "--path", str(folder), "--host", "127.0.0.1", "--port", str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(600):
+            try:
+                urllib.request.urlopen(f"{url}/api/v2/heartbeat", timeout=1)
+                break
+            except OSError:
+                time.sleep(0.5)
+        run_probe(folder, qfile, 0, url)  # the server loads its index once, as a long-running one has
+        measured = run_probe(folder, qfile, repeats, url)
+        status = Path(f"/proc/{server.pid}/status").read_text()
+        measured["chroma_server_peak_rss_mb"] = int(status.split("VmHWM:")[1].split()[0]) / 1024
+        return measured
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
+        served.unlink()
 
 
 def wall(cmd: list[str], env: dict | None = None) -> float:
@@ -199,11 +238,13 @@ def main(argv=None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--squad", default=str(DEFAULT_SQUAD))
     parser.add_argument("--keep", help="build the library in DIR and keep it (reused when it exists)")
-    parser.add_argument("--probe", nargs=2, help=argparse.SUPPRESS)
+    parser.add_argument("--chroma-server", action="store_true",
+                        help="also measure a serving process with the store behind a Chroma server (`chroma run` on the built folder)")
+    parser.add_argument("--probe", nargs="+", help=argparse.SUPPRESS)
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "scale.json"))
     args = parser.parse_args(argv)
     if args.probe:
-        return probe(args.probe[0], args.probe[1], args.repeats)
+        return probe(*args.probe[:2], args.repeats, *args.probe[2:])
 
     folder = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="qa-scale-"))
     try:
@@ -230,6 +271,8 @@ def main(argv=None) -> None:
         cold_ask = statistics.median(wall([qa, "--collection", COLLECTION, "--data-dir", str(folder), "ask", "Who said GSOMIA scrapping was a misjudgment?"], env) for _ in range(args.repeats))
         result = {"benchmark": "scale", **built, **measured, "store_mb": dir_size(folder) / 1e6,
                   "qa_help_s": cold_help, "cold_qa_ask_s": cold_ask, "questions": len(chosen), "repeats": args.repeats}
+        if args.chroma_server:
+            result["chroma_server"] = server_probe(folder, qfile, args.repeats)
     finally:
         if not args.keep:
             shutil.rmtree(folder, ignore_errors=True)
@@ -247,5 +290,11 @@ def print_table(r: dict) -> None:
     print(f"freshness: an article ingested by another process ({r['fresh_ingest_other_process_s']:.1f} s) -> found by the next "
           f"question here: {r['fresh_found']}, in {r['fresh_next_question_s'] * 1000:.0f} ms")
     print(f"store on disk: {r['store_mb']:.0f} MB; cold `qa ask`: {r['cold_qa_ask_s']:.1f} s; `qa --help`: {r['qa_help_s']:.2f} s")
+    if r.get("chroma_server"):
+        c = r["chroma_server"]
+        print(f"through a Chroma server: first search {c['first_search_s']:.2f} s, hybrid p50/p95 {c['modes']['hybrid']['p50_ms']:.1f} / "
+              f"{c['modes']['hybrid']['p95_ms']:.1f} ms, recall@5 {c['modes']['hybrid']['recall_at_5']:.3f}; serving process peak RSS "
+              f"{c['peak_rss_mb']:.0f} MB, Chroma server {c['chroma_server_peak_rss_mb']:.0f} MB; fresh article found: {c['fresh_found']}, "
+              f"in {c['fresh_next_question_s'] * 1000:.0f} ms")
     if r.get("build_s"):
         print(f"built in {r['build_s']:.0f} s ({r['real_chunks']:,} real + {r['synthetic_chunks']:,} synthetic chunks from {r['sentences']:,} sentences)")
