@@ -216,21 +216,33 @@ class Store:
             return None
         return ArticleRecord.from_record(got["ids"][0], got["metadatas"][0])
 
+    def _registry(self, page: int = 10000) -> list[tuple[str, dict]]:
+        """Every registry record, read a page at a time: one unbounded read of tens of thousands
+        of records fails inside Chroma's SQLite ("too many SQL variables", 50k articles)."""
+        rows: list[tuple[str, dict]] = []
+        while True:
+            got = self.registry.get(include=["metadatas"], limit=page, offset=len(rows))
+            rows += zip(got["ids"], got["metadatas"])
+            if len(got["ids"]) < page:
+                return rows
+
     def list_articles(self) -> list[ArticleRecord]:
-        got = self.registry.get(include=["metadatas"])
-        records = [ArticleRecord.from_record(i, m) for i, m in zip(got["ids"], got["metadatas"])]
+        records = [ArticleRecord.from_record(i, m) for i, m in self._registry()]
         return sorted(records, key=lambda r: (r.published or "", r.id))
 
     def current_hashes_of(self, article_ids: list[str]) -> dict[str, str]:
-        """article id -> current content hash, for these articles only (one indexed read)."""
+        """article id -> current content hash, for these articles only (indexed reads)."""
         if not article_ids:
             return {}
-        got = self.registry.get(ids=list(article_ids), include=["metadatas"])
-        return {i: m["content_hash"] for i, m in zip(got["ids"], got["metadatas"])}
+        hashes: dict[str, str] = {}
+        article_ids = list(article_ids)
+        for i in range(0, len(article_ids), 5000):  # SQLite bounds the variables of one read
+            got = self.registry.get(ids=article_ids[i : i + 5000], include=["metadatas"])
+            hashes |= {i: m["content_hash"] for i, m in zip(got["ids"], got["metadatas"])}
+        return hashes
 
     def current_hashes(self) -> dict[str, str]:
-        got = self.registry.get(include=["metadatas"])
-        return {i: m["content_hash"] for i, m in zip(got["ids"], got["metadatas"])}
+        return {i: m["content_hash"] for i, m in self._registry()}
 
     # --- writes ------------------------------------------------------------------------------
     def write_articles(self, rows: list[tuple[ArticleRecord, list[tuple[str, str, dict]]]], vectors) -> None:

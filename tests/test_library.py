@@ -301,3 +301,24 @@ def test_an_old_bm25_copy_in_the_data_dir_is_removed(tmp_path, embedder):
     Library(tmp_path / "db", "news", settings=Settings(data_dir=tmp_path / "data"), embedder=embedder)
     assert not (tmp_path / "data" / "bm25-cache").exists()
     assert (tmp_path / "data" / "lexical").is_dir()
+
+
+def test_the_registry_is_read_in_pages(make_library, tmp_path, monkeypatch):
+    """One unbounded read of a large registry fails inside Chroma's SQLite ("too many SQL
+    variables" at 50k articles): every whole-registry read goes page by page, and misses none."""
+    from qa import store as store_module
+
+    folder = tmp_path / "many"
+    folder.mkdir()
+    for n in range(7):
+        (folder / f"2020-01-0{n + 1}-story-{n}.txt").write_text(f"Story {n}\n\nThe town of Place{n} held its fair number {n}.\n")
+    lib = make_library()
+    assert lib.ingest([folder]).ok
+    reads = []
+    real_get = lib.store.registry.get
+    monkeypatch.setattr(lib.store.registry, "get", lambda **kw: reads.append(kw.get("limit")) or real_get(**kw))
+    pages = store_module.Store._registry
+    monkeypatch.setattr(store_module.Store, "_registry", lambda self, page=3: pages(self, page))
+    assert len(lib.store.list_articles()) == 7 and len(lib.store.current_hashes()) == 7
+    assert reads and all(limit == 3 for limit in reads)  # 3 + 3 + 1, twice: never all at once
+    assert len(lib.store.current_hashes_of([a.id for a in lib.store.list_articles()])) == 7
