@@ -6,8 +6,10 @@ Pure text work, no models: cheap enough to run on every question."""
 from __future__ import annotations
 
 import contextlib
+import importlib.abc
 import re
 import sys
+import threading
 from functools import lru_cache
 
 from .errors import InputError
@@ -137,20 +139,41 @@ def _stemmer():
     return Stemmer.Stemmer("english")
 
 
+class _NoTorch(importlib.abc.MetaPathFinder):
+    """Fails imports of torch in the threads that ask it to (see torch_hidden)."""
+
+    def __init__(self):
+        self.active = threading.local()
+
+    def find_spec(self, name, path=None, target=None):
+        if getattr(self.active, "on", False) and name.split(".")[0] == "torch":
+            raise ModuleNotFoundError(f"No module named '{name}'", name=name)
+        return None
+
+
+_NO_TORCH = _NoTorch()
+
+
 @contextlib.contextmanager
 def torch_hidden():
     """Imports inside see no torch. spaCy's thinc probes for torch when it is imported (and
     lemminflect imports spaCy whenever it is installed); answering questions needs neither torch
     nor its seconds of start-up and GBs of memory, so the probe must fail fast, as if torch were
-    not installed. A process that needs torch later still imports it normally."""
-    hidden = "torch" not in sys.modules
-    if hidden:
-        sys.modules["torch"] = None  # type: ignore[assignment]
+    not installed. Only this thread's imports are refused: a placeholder in sys.modules would
+    show other threads a torch that is None (an ingest running beside a first answer failed on
+    it: "'NoneType' object has no attribute 'Tensor'"). A process that needs torch later still
+    imports it normally."""
+    if "torch" in sys.modules:
+        yield
+        return
+    if _NO_TORCH not in sys.meta_path:
+        sys.meta_path.insert(0, _NO_TORCH)
+    previous = getattr(_NO_TORCH.active, "on", False)
+    _NO_TORCH.active.on = True
     try:
         yield
     finally:
-        if hidden:
-            del sys.modules["torch"]
+        _NO_TORCH.active.on = previous
 
 
 @lru_cache(maxsize=1)

@@ -231,3 +231,33 @@ def test_chat_model_condenses_a_follow_up(seeded_library, chat_server):
     assert standalone == searched and not re.search(r"\bhe\b", standalone, re.I) and "North Korea" in standalone
     answer = engine.ask("What did he say about North Korea?", history=[(WHO, "Motegi [1]")])
     assert answer.kind in ("quote", "span") and "North Korea" in answer.citations[0].quote
+
+
+def test_torch_is_hidden_only_from_the_thread_that_loads_spacy():
+    """Loading spaCy for an answer hides torch from that thread's imports alone: another thread
+    (an ingest beside the first answer) neither sees a placeholder torch nor is refused one."""
+    code = """
+import sys, threading
+from qa.questions import torch_hidden
+inside, done, refused = threading.Event(), threading.Event(), []
+def hold():
+    with torch_hidden():
+        try:
+            import torch
+        except ImportError:
+            refused.append(True)
+        inside.set()
+        done.wait()
+thread = threading.Thread(target=hold)
+thread.start()
+inside.wait()
+assert refused, 'torch was importable inside torch_hidden'
+assert 'torch' not in sys.modules, 'a placeholder torch is visible to other threads'
+import torch
+assert hasattr(torch, 'Tensor')
+done.set()
+thread.join()
+print('ok')
+"""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr[-2000:]
