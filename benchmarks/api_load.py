@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -25,6 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from .report import save
+from .servers import free_port, wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
 QUESTIONS = ["Who said GSOMIA scrapping was a misjudgment?", "Why did South Korea decide to end GSOMIA?",
@@ -94,21 +94,14 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
 
     qa = str(Path(sys.executable).parent / "qa")
-    with tempfile.TemporaryDirectory() as home, socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-        probe.close()
+    with tempfile.TemporaryDirectory() as home:
+        port = free_port()
         env = {**os.environ, "QA_DATA_DIR": str(Path(home) / "data"), "HF_HUB_OFFLINE": "1"}
         subprocess.run([qa, "ingest", str(ROOT / "seeds")], env=env, check=True, capture_output=True)
         server = subprocess.Popen([qa, "serve", "--port", str(port)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         url = f"http://127.0.0.1:{port}/v1/ask"
         try:
-            for _ in range(600):
-                try:
-                    urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/health", timeout=2)
-                    break
-                except OSError:
-                    time.sleep(0.2)
+            wait_for(f"http://127.0.0.1:{port}/v1/health")
 
             def ask(i: int) -> tuple[float, bool]:
                 body = json.dumps({"question": QUESTIONS[i % len(QUESTIONS)]}).encode()

@@ -32,6 +32,7 @@ import time
 from pathlib import Path
 
 from .report import save
+from .servers import free_port, wait_for
 from .squad import DEFAULT_SQUAD, load_squad, map_spans, sample, write_jsonl
 
 COLLECTION = "scale"
@@ -187,14 +188,9 @@ def server_probe(folder: Path, qfile: Path, repeats: int) -> dict:
     the serving process then holds no vector index. The host's lexical index is the one built
     with the library (linked under the server location's name, as a host that kept up would have
     it). Also the Chroma server's own peak RSS."""
-    import socket
-    import urllib.request
-
     from qa.library import lexical_dir
 
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     built, served = lexical_dir(folder, str(folder), COLLECTION), lexical_dir(folder, url, COLLECTION)
     if not served.exists():
@@ -203,12 +199,7 @@ def server_probe(folder: Path, qfile: Path, repeats: int) -> dict:
     server = subprocess.Popen([chroma, "run", "--path", str(folder), "--host", "127.0.0.1", "--port", str(port)],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        for _ in range(600):
-            try:
-                urllib.request.urlopen(f"{url}/api/v2/heartbeat", timeout=1)
-                break
-            except OSError:
-                time.sleep(0.5)
+        wait_for(f"{url}/api/v2/heartbeat", pause=0.5, timeout=1)
         run_probe(folder, qfile, 0, url)  # the server loads its index once, as a long-running one has
         measured = run_probe(folder, qfile, repeats, url)
         status = Path(f"/proc/{server.pid}/status").read_text()
