@@ -37,8 +37,8 @@ from pathlib import Path
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
-ANSWER_FEATURES = ["sentence_score", "similarity", "chunk_score", "lemma_coverage", "idf_coverage", "missing_idf",
-                   "missing_names", "agreement", "margin", "reader_best", "reader_type_fit", "quote_question"]
+ANSWER_FEATURES = ["sentence_score", "similarity", "chunk_score", "lemma_coverage", "asked_coverage", "idf_coverage",
+                   "missing_idf", "missing_names", "agreement", "margin", "reader_best", "reader_type_fit", "quote_question"]
 # The local rule also reads the model's own signal (chat models and servers cannot score).
 LOCAL_FEATURES = ANSWER_FEATURES + ["question_pmi", "question_pmi_per_word"]
 
@@ -105,7 +105,8 @@ def natural_split(path: Path, library: int, held_out: int, benchmark_stories: in
 
 def collect(lib, items, engine, use_model: bool) -> list[dict]:
     """Per question: the evidence signals, and every candidate with its features and label."""
-    from qa.engine import evidence_signals, model_signals, rank_evidence
+    from qa.engine import evidence_signals, model_signals
+    from qa.ranking import rank_evidence
     from qa.metrics import token_f1
     from qa.questions import answer_kind
     from qa.reader import candidates

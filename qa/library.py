@@ -258,7 +258,7 @@ class Library:
         """The question's best sentences within `chars` characters (default QA_CONTEXT_CHARS),
         neighbours in one chunk joined into one passage: more answers per character than whole
         chunks. Each Hit's start/end are offsets into the article, as for search()."""
-        from .engine import rank_evidence
+        from .ranking import rank_evidence
 
         question = check_question(question, self.settings.max_question_chars)
         return self.retriever.passages(question, chars or self.settings.context_chars, filters=filters, mode=mode,

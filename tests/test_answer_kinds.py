@@ -141,11 +141,14 @@ def test_a_quote_gives_the_best_two_sentences_of_one_story_in_reading_order():
     assert answer.text == " … ".join(c.quote for c in answer.citations)  # not adjacent: marked as a gap
     assert all(text[c.start : c.end] == c.quote for c in answer.citations) and [c.n for c in answer.citations] == [1, 2]
 
-    # A sentence of another story, or one that speaks of nothing asked, does not join the quote.
+    # A sentence of another story does not join the quote; the next best of the same story does,
+    # whatever words it shares with the question (the answer often sits beside the one that matches).
     elsewhere = [ranked[0]] + [replace(s, hit=replace(s.hit, article_id="b2")) for s in ranked[1:]]
     assert [c.quote for c in engine._quote(question, elsewhere, {}).citations] == [ranked[0].text]
     unrelated = [s for s in ranked if "Officials" not in s.text]
-    assert len(engine._quote(question, unrelated, {}).citations) == 1
+    beside = engine._quote(question, unrelated, {})
+    assert [c.quote for c in beside.citations] == ["Rain fell all week", "The dam burst on Friday because the spillway was blocked"]
+    assert beside.text == " ".join(c.quote for c in beside.citations)  # next to each other: no gap mark
 
 
 # --- question helpers ---------------------------------------------------------------------------

@@ -7,7 +7,7 @@ import uuid
 
 import pytest
 
-from qa.engine import rank_evidence
+from qa.ranking import rank_evidence
 from qa.errors import EmbedderMismatch
 from qa.store import Store
 
