@@ -126,7 +126,7 @@ def main(argv=None) -> None:
     parser.add_argument("--natural", required=True, type=Path)
     parser.add_argument("--library", type=int, default=150)
     parser.add_argument("--squad", type=int, default=400)
-    parser.add_argument("--l2", type=float, default=1.0)
+    parser.add_argument("--l2", type=float, default=10.0)
     parser.add_argument("--squad-weight", type=int, default=2,
                         help="Each SQuAD question counts this many times in the fit (keeps SQuAD's ranking where it was).")
     parser.add_argument("--reuse", action="store_true", help="Reuse the sentence pools of the last run.")
@@ -146,7 +146,7 @@ def main(argv=None) -> None:
     now = weights()
     report = {"questions": {"natural": len(natural), "squad": len(squad)},
               "in_pool": round(float(np.mean([y.any() for _, y, _ in natural])), 3),
-              "now": {"natural": reach(natural, now), "squad": reach(squad, now)},
+              "before": {"natural": reach(natural, now), "squad": reach(squad, now)},
               "fitted_cross_validated": cross_validated(natural, squad, args.squad_weight, l2=args.l2)}
     fitted = fit(natural + squad * args.squad_weight, args.l2)
     print(json.dumps(report))

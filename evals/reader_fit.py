@@ -197,6 +197,7 @@ def main(argv=None) -> None:
     parser.add_argument("--out-of-library", type=int, default=60)
     parser.add_argument("--squad", type=int, default=200)
     parser.add_argument("--min-refused", type=float, default=0.85)
+    parser.add_argument("--l2", type=float, default=10.0, help="L2 penalty of the answer/refuse rule (standardised features).")
     parser.add_argument("--rows", type=Path, help="Reuse rows saved by an earlier run.")
     parser.add_argument("--encoder", help="The encoder the saved rows were collected with (rows that do not say).")
     parser.add_argument("--span-threshold", type=float,
@@ -257,7 +258,7 @@ def main(argv=None) -> None:
             unanswerable.append(r["unanswerable"])
             source.append(r["source"])
         x, useful, unanswerable, source = np.array(x), np.array(useful), np.array(unanswerable), np.array(source)
-        weights, bias = fit_logistic(x, useful.astype(float))
+        weights, bias = fit_logistic(x, useful.astype(float), l2=args.l2)
         scores = 1 / (1 + np.exp(-(x @ weights + bias)))
         outside = source == "out_of_library"
         points = [(t, u, float((scores[outside] < t).mean())) for t, u, _ in curve(scores, useful, unanswerable)]

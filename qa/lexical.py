@@ -103,11 +103,13 @@ class LexicalIndex:
         if not words or n < 1:
             return []
         searcher = self.searcher()
-        should = Query.boolean_query([(Occur.Should, self._term("words", w)) for w in words])
-        must = [(Occur.Must, should), (Occur.Must, self._term("kind", "chunk"))]
-        for clause in self._filter_clauses(filters):
-            must.append((Occur.Must, Query.const_score_query(clause, 0.0)))
-        result = searcher.search(Query.boolean_query(must), n)
+        # Only chunks have words (an article's document has none), so no "kind" clause: a query of
+        # term clauses alone lets tantivy skip blocks that cannot reach the top n (block-max WAND).
+        query = Query.boolean_query([(Occur.Should, self._term("words", w)) for w in words])
+        clauses = [(Occur.Must, Query.const_score_query(c, 0.0)) for c in self._filter_clauses(filters)]
+        if clauses:
+            query = Query.boolean_query([(Occur.Must, query)] + clauses)
+        result = searcher.search(query, n)
         return [(searcher.doc(address)["chunk_id"][0], float(score)) for score, address in result.hits]
 
     def _filter_clauses(self, filters) -> list:

@@ -35,7 +35,7 @@ _SPEAKER_QUESTION_RE = re.compile(
     r"\b[Ww]hat (?:did|does|has|had|have) ((?:[A-Z][\w.'’-]*\s+)*[A-Z][\w'’-]*) (?:say|said|tell|told|add|state|note|warn|argue|explain|insist|declare|announce)\b")
 _MONTHS = r"(?:Jan(?:uary)?|Feb(?:ruary)?|Mar(?:ch)?|Apr(?:il)?|May|June?|July?|Aug(?:ust)?|Sep(?:t(?:ember)?)?|Oct(?:ober)?|Nov(?:ember)?|Dec(?:ember)?)"
 _TIME_RE = re.compile(rf"\b(?:{_MONTHS}|Monday|Tuesday|Wednesday|Thursday|Friday|Saturday|Sunday|(?:1[89]|20)\d\d|"
-                      r"yesterday|today|tomorrow|ago|last (?:week|month|year)|\d{1,2}(?::\d\d)? ?[ap]\.?m\.?)\b", re.I)
+                      r"yesterday|today|tomorrow|tonight|ago|(?:last|this|next) (?:week|weekend|month|year)|\d{1,2}(?::\d\d)? ?[ap]\.?m\.?)\b", re.I)
 _NUMBER_RE = re.compile(r"\b\d[\d,.]*\b|\b(?:one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|twenty|thirty|"
                         r"forty|fifty|hundred|thousand|million|billion|dozens?|half)\b", re.I)
 _NAME_RE = re.compile(r"(?<![.!?]\s)(?<!^)\b[A-Z][a-z]+(?:\s+[A-Z][a-z]+)*")
