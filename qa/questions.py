@@ -231,14 +231,20 @@ def name_in(name: str, text: str) -> bool:
     return any(re.search(rf"\b{re.escape(w)}\b", lowered) for w in words)
 
 
-def lemma_coverage(question: str, text: str, skip_names: bool = False) -> float:
-    """Share of the question's content lemmas that the text holds. `skip_names`: leave out the
-    question's names and numbers (where there is anything else), so that what is asked about an
-    entity counts, not the entity that every sentence around it repeats."""
+def asked_lemmas(question: str, skip_names: bool = False) -> set[str]:
+    """The question's content lemmas. `skip_names`: leave out its names and numbers (where there
+    is anything else), so that what is asked about an entity counts, not the entity that every
+    sentence around it repeats."""
     wanted = set(content_lemmas(question))
     if skip_names:
         names = {word for name in question_names(question) for word in content_lemmas(name)}
         wanted = (wanted - names) or wanted
+    return wanted
+
+
+def lemma_coverage(question: str, text: str, skip_names: bool = False) -> float:
+    """Share of the question's content lemmas (asked_lemmas) that the text holds."""
+    wanted = asked_lemmas(question, skip_names)
     return len(wanted & set(content_lemmas(text))) / len(wanted) if wanted else 0.0
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .questions import content_lemmas, lemma_coverage, name_in, question_names
+from .questions import asked_lemmas, content_lemmas, name_in, question_names
 from .retrieval import Sentence
 
 RANK_FILE = Path(__file__).resolve().parent / "ranking.json"
@@ -88,9 +88,8 @@ def features(question: str, ranked: list[Sentence]) -> np.ndarray:
     """One row of FEATURES per sentence."""
     speaker = speaker_of(question)
     names = question_names(question)
-    asked = set(content_lemmas(question))
-    name_words = {w for name in names for w in content_lemmas(name)}
-    wanted = (asked - name_words) or asked
+    asked = asked_lemmas(question)
+    wanted = asked_lemmas(question, skip_names=True)
     lemmas = [set(content_lemmas(s.text)) for s in ranked]
     covered = [len(wanted & ls) / len(wanted) if wanted else 0.0 for ls in lemmas]
 
