@@ -38,7 +38,8 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 ANSWER_FEATURES = ["sentence_score", "similarity", "chunk_score", "lemma_coverage", "asked_coverage", "idf_coverage",
-                   "missing_idf", "missing_names", "agreement", "margin", "reader_best", "reader_type_fit", "quote_question"]
+                   "missing_idf", "missing_names", "agreement", "margin", "rank_score", "reader_best", "reader_type_fit",
+                   "quote_question"]
 # The local rule also reads the model's own signal (chat models and servers cannot score).
 LOCAL_FEATURES = ANSWER_FEATURES + ["question_pmi", "question_pmi_per_word"]
 
@@ -129,8 +130,8 @@ def collect(lib, items, engine, use_model: bool) -> list[dict]:
         row["quote_holds"] = bool(quote and item.answers) and contains_gold(quote.text, item.answers)
         if use_model and found:
             row["prompts"] = [engine.build_prompt(item.question, [s]) for s in top]
-        if use_model and top:
-            row["signals"] |= model_signals(engine.llm, item.question, top[0].text)
+        if use_model and quote is not None:
+            row["signals"] |= model_signals(engine.llm, item.question, quote.text)
         rows.append(row)
         if n % 100 == 0:
             print(f"{n}/{len(items)} questions read", flush=True)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from dataclasses import replace
 from functools import lru_cache
 from pathlib import Path
 
@@ -132,9 +133,9 @@ def features(question: str, ranked: list[Sentence]) -> np.ndarray:
 
 
 def rank_evidence(question: str, ranked: list[Sentence]) -> list[Sentence]:
-    """The retrieved sentences re-ordered for answering, best first (see the module's docstring;
-    the fitted figures are in qa/ranking.json's note)."""
+    """The retrieved sentences re-ordered for answering, best first, each carrying its score
+    (see the module's docstring; the fitted figures are in qa/ranking.json's note)."""
     if not ranked:
         return []
     scores = features(question, ranked) @ weights()
-    return [ranked[i] for i in np.argsort(-scores, kind="stable")]
+    return [replace(ranked[i], rank_score=float(scores[i])) for i in np.argsort(-scores, kind="stable")]

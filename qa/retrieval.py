@@ -299,6 +299,7 @@ class Sentence:
     similarity: float = 0.0  # cosine of its own vector to the question's
     idf_coverage: float = 0.0  # share of the question words' idf mass that it holds (rare words weigh more)
     missing_idf: float = 0.0  # the highest idf among question words its whole chunk lacks
+    rank_score: float | None = None  # the answer chain's fitted evidence score (qa/ranking.py), once ranked
 
 
 class HybridRetriever:

@@ -59,3 +59,10 @@ def test_the_sentence_that_answers_ranks_first():
     other = story("Floods are common in spring across the region.", article_id="b2", similarity=0.3)
     best = rank_evidence(question, other + ranked)
     assert best[0].text.startswith("Twelve people died")
+    # Each sentence carries its fitted score, best first: the answer/refuse rule reads the top one.
+    scores = [s.rank_score for s in best]
+    assert scores == sorted(scores, reverse=True) and scores[0] > scores[-1]
+
+    from qa.engine import evidence_signals
+
+    assert evidence_signals(question, best)["rank_score"] == scores[0]
