@@ -102,12 +102,7 @@ class Library:
             paths = [paths]
         report = IngestReport()
         files, errors = iter_files([Path(p) for p in paths])
-        stored = {r.id: r for r in self.store.list_articles()}  # one registry read for the whole run
-        # text hash -> who has that text: stored articles, then the new ones of this run
-        by_text = {r.text_hash: (r.id, f"stored article '{r.id}' ({r.source})") for r in stored.values()}
-        pending: list[tuple[Article, bool]] = []  # (article, replaces an existing one)
-        seen: dict[str, str] = {}
-        unchanged: dict[str, str] = {}
+        articles: list[Article] = []
         for n, path in enumerate(files, start=1):
             try:
                 loaded = load_file(path, max_bytes=int(self.settings.max_file_mb * 1e6))
@@ -118,22 +113,31 @@ class Library:
                 if progress:
                     progress("load", n, len(files))
             errors.extend(loaded.errors)
-            for article in loaded.articles:
-                if article.id in seen:
-                    errors.append(InputError(article.source, f"same article id '{article.id}' as {seen[article.id]}"))
-                    continue
-                existing = stored.get(article.id)
-                twin = by_text.get(article.text_hash)
-                if existing and existing.content_hash == article.content_hash:
-                    unchanged[article.id] = article.content_hash
-                    report.unchanged.append(article.id)
-                elif twin and twin[0] != article.id:
-                    errors.append(InputError(article.source, f"same text as {twin[1]}"))
-                    continue
-                else:
-                    pending.append((article, existing is not None))
-                    by_text[article.text_hash] = (article.id, f"article '{article.id}' ({article.source})")
-                seen[article.id] = article.source
+            articles += loaded.articles
+        # Only the registry records these articles touch (same id or same text): a write costs
+        # the same in a growing archive.
+        stored = {r.id: r for r in self.store.articles_matching([a.id for a in articles], [a.text_hash for a in articles])}
+        # text hash -> who has that text: stored articles, then the new ones of this run
+        by_text = {r.text_hash: (r.id, f"stored article '{r.id}' ({r.source})") for r in stored.values()}
+        pending: list[tuple[Article, bool]] = []  # (article, replaces an existing one)
+        seen: dict[str, str] = {}
+        unchanged: dict[str, str] = {}
+        for article in articles:
+            if article.id in seen:
+                errors.append(InputError(article.source, f"same article id '{article.id}' as {seen[article.id]}"))
+                continue
+            existing = stored.get(article.id)
+            twin = by_text.get(article.text_hash)
+            if existing and existing.content_hash == article.content_hash:
+                unchanged[article.id] = article.content_hash
+                report.unchanged.append(article.id)
+            elif twin and twin[0] != article.id:
+                errors.append(InputError(article.source, f"same text as {twin[1]}"))
+                continue
+            else:
+                pending.append((article, existing is not None))
+                by_text[article.text_hash] = (article.id, f"article '{article.id}' ({article.source})")
+            seen[article.id] = article.source
         if unchanged:
             self.store.delete_stale_chunks(unchanged)  # leftovers of an interrupted earlier run
         report.rejected = [(e.source, e.reason) for e in errors]

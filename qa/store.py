@@ -230,6 +230,20 @@ class Store:
         records = [ArticleRecord.from_record(i, m) for i, m in self._registry()]
         return sorted(records, key=lambda r: (r.published or "", r.id))
 
+    def articles_matching(self, article_ids: list[str], text_hashes: list[str]) -> list[ArticleRecord]:
+        """The stored articles with one of these ids or one of these texts (indexed reads, in
+        batches: what an ingest compares against, without reading the whole registry — at 50k
+        articles that read took 1.9 s of every 2.1 s one-article ingest)."""
+        found: dict[str, ArticleRecord] = {}
+        for i in range(0, len(article_ids), 5000):  # SQLite bounds the variables of one read
+            got = self.registry.get(ids=list(article_ids[i : i + 5000]), include=["metadatas"])
+            found |= {r: ArticleRecord.from_record(r, m) for r, m in zip(got["ids"], got["metadatas"])}
+        text_hashes = list(dict.fromkeys(text_hashes))
+        for i in range(0, len(text_hashes), 5000):
+            got = self.registry.get(where={"text_hash": {"$in": text_hashes[i : i + 5000]}}, include=["metadatas"])
+            found |= {r: ArticleRecord.from_record(r, m) for r, m in zip(got["ids"], got["metadatas"])}
+        return list(found.values())
+
     def current_hashes_of(self, article_ids: list[str]) -> dict[str, str]:
         """article id -> current content hash, for these articles only (indexed reads)."""
         if not article_ids:

@@ -136,6 +136,18 @@ def test_same_text_under_another_name_is_rejected(make_library, seed_copy):
     assert [a.id for a in lib.articles()] == ["2019-11-12-japan-us-gsomia"]
 
 
+def test_an_ingest_reads_only_the_registry_records_it_touches(make_library, tmp_path):
+    """Same id or same text, nothing else: a write costs the same in a growing archive."""
+    lib = make_library()
+    for name in ("alpha", "beta", "gamma"):
+        (tmp_path / f"{name}.txt").write_text(f"{name.title()} story\n\nThe {name} council met on Friday to vote on the budget.")
+    lib.ingest([tmp_path])
+    stored = {r.id: r for r in lib.articles()}
+    touched = lib.store.articles_matching(["beta", "no-such-article"], [stored["gamma"].text_hash, "0" * 16])
+    assert sorted(r.id for r in touched) == ["beta", "gamma"]
+    assert lib.store.articles_matching([], []) == []
+
+
 def test_filters_and_delete(make_library, seed_copy, tmp_path):
     lib = make_library()
     other = seed_copy.parent / "2021-03-02-harbour.txt"
