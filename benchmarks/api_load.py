@@ -84,7 +84,8 @@ def mixed_load(port: int, ask, clients: int, articles: int, run: str = "") -> di
             found += [p["article_id"] for p in json.loads(response.read())["passages"]] == [f"stream-{run}{i:04d}"]
     latencies = [s for s, _ in results]
     return {"mixed_requests": len(results), "mixed_errors": sum(not ok for _, ok in results), "mixed_p95_s": percentile(latencies, 95),
-            "ingested": articles, "ingest_errors": len(ingest_errors), "ingest_s": ingest_s, "articles_found_after": found}
+            "ingested": articles, "ingest_errors": len(ingest_errors), "ingest_error_examples": [str(e)[:300] for e in ingest_errors[:3]],
+            "ingest_s": ingest_s, "articles_found_after": found}
 
 
 def main(argv=None) -> None:

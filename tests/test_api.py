@@ -242,3 +242,22 @@ def test_health_says_when_the_llm_server_is_down(tmp_path, llm_server):
         status, health = call("GET", f"http://127.0.0.1:{port}/v1/health")
     assert status == 503 and not health["ok"] and health["store"] == "ok"
     assert health["llm_status"] == "LLM server unreachable at http://127.0.0.1:9/v1"
+
+
+@pytest.mark.skipif(not hasattr(os, "setpriority"), reason="thread priorities are a Linux matter here")
+def test_uploads_are_written_at_low_priority_so_questions_keep_the_cpu():
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from qa.api import INGEST_NICENESS, INGEST_THREADS
+
+    def niceness() -> int:
+        return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+    def in_a_thread_it_starts() -> int:  # as Library._write starts its Chroma writer
+        with ThreadPoolExecutor(1) as pool:
+            return pool.submit(niceness).result()
+
+    own = niceness()
+    assert INGEST_THREADS.submit(niceness).result() == min(19, own + INGEST_NICENESS) > own
+    assert INGEST_THREADS.submit(in_a_thread_it_starts).result() == min(19, own + INGEST_NICENESS)
