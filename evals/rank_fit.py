@@ -1,6 +1,6 @@
 """Fit the evidence ranking (qa/ranking.json) on the questions people ask about news.
 
-    python -m evals.rank_fit --natural PATH/newsqa-dev-b.json [--library 150] [--squad 400] [--model] [--write]
+    python -m evals.rank_fit --natural PATH/newsqa-dev-b.json [--library 150] [--squad 400] [--write]
 
 NewsQA stories the answer benchmark samples (`benchmarks answers --natural`, seed 0) are never
 used: --library of the others are ingested and every question about them is asked; each
@@ -9,11 +9,8 @@ weights are a listwise softmax over each question's sentences (L2-regularised, s
 features), and the figures are cross-validated by story (5 folds): the share of questions whose
 top sentence, and top three, hold the answer, for the fitted weights and for the ones in
 qa/ranking.json now. SQuAD 2.0 questions kept apart from its benchmark check that nothing
-slides there. With --model, the weight of the local model's say between the best two stories
-(qa.ranking.settle_story) is chosen too: the question's likelihood after each of the two is
-scored where they come from different stories, and the weight with the most top sentences holding
-the answer wins (5-fold figures printed). The file stays out of the repository (research-use
-licence); only the weights are committed."""
+slides there. The file stays out of the repository (research-use licence); only the weights
+are committed."""
 
 from __future__ import annotations
 
@@ -124,70 +121,6 @@ def cross_validated(natural, squad, squad_weight: int, folds: int = 5, l2: float
             for name, data in (("natural", natural), ("squad", squad))}
 
 
-MODEL_WEIGHTS = (0.0, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5)
-
-
-def story_pairs(items: list[dict], w: np.ndarray) -> list[dict]:
-    """Per question: the ranking scores and labels of its best two sentences under w, and when
-    they come from different stories the local model's likelihood of the question after each."""
-    from qa.engine import question_likelihood
-    from qa.llms import LocalLLM
-    from qa.ranking import features
-
-    from .run import contains_gold
-
-    llm = LocalLLM()
-    pairs = []
-    for n, item in enumerate(items, 1):
-        pool = item["pool"]
-        if len(pool) < 2:
-            continue
-        scores = features(item["question"], pool) @ w
-        first, second = (pool[i] for i in np.argsort(-scores, kind="stable")[:2])
-        pair = {"story": item["story"], "scores": sorted(scores)[::-1][:2],
-                "holds": [contains_gold(s.text, item["answers"]) for s in (first, second)], "likelihood": None}
-        if first.hit.article_id != second.hit.article_id:
-            pair["likelihood"] = [question_likelihood(llm, item["question"], s.text) for s in (first, second)]
-        pairs.append(pair)
-        if n % 200 == 0:
-            print(f"{n}/{len(items)} questions scored by the model", flush=True)
-    return pairs
-
-
-def top_with_model(pairs: list[dict], weight: float) -> float:
-    """Share of questions whose top sentence holds the answer, the model deciding between stories."""
-    hits = 0
-    for p in pairs:
-        swap = p["likelihood"] is not None and (
-            p["scores"][1] + weight * p["likelihood"][1] > p["scores"][0] + weight * p["likelihood"][0])
-        hits += p["holds"][1] if swap else p["holds"][0]
-    return hits / len(pairs) if pairs else 0.0
-
-
-def choose_model_weight(natural: list[dict], squad: list[dict], folds: int = 5) -> tuple[float, dict]:
-    """The weight with the most natural top sentences (SQuAD not below its figure without the
-    model), and the 5-fold figure of choosing it that way."""
-    def best(nat, sq):
-        floor = top_with_model(sq, 0.0)
-        allowed = [w for w in MODEL_WEIGHTS if top_with_model(sq, w) >= floor] or [0.0]
-        return max(allowed, key=lambda w: (top_with_model(nat, w), -w))
-
-    stories = sorted({p["story"] for p in natural + squad})
-    random.Random(0).shuffle(stories)
-    fold = {story: i % folds for i, story in enumerate(stories)}
-    held = {"natural": 0.0, "squad": 0.0}
-    for k in range(folds):
-        chosen = best([p for p in natural if fold[p["story"]] != k], [p for p in squad if fold[p["story"]] != k])
-        for name, data in (("natural", natural), ("squad", squad)):
-            test = [p for p in data if fold[p["story"]] == k]
-            held[name] += top_with_model(test, chosen) * len(test)
-    report = {"grid": {str(w): {"natural": round(top_with_model(natural, w), 3), "squad": round(top_with_model(squad, w), 3)}
-                       for w in MODEL_WEIGHTS},
-              "different_stories": round(float(np.mean([p["likelihood"] is not None for p in natural])), 3),
-              "cross_validated_top1": {name: round(held[name] / len(data), 3) for name, data in (("natural", natural), ("squad", squad))}}
-    return best(natural, squad), report
-
-
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(prog="python -m evals.rank_fit", description=__doc__)
     parser.add_argument("--natural", required=True, type=Path)
@@ -197,12 +130,10 @@ def main(argv=None) -> None:
     parser.add_argument("--squad-weight", type=int, default=2,
                         help="Each SQuAD question counts this many times in the fit (keeps SQuAD's ranking where it was).")
     parser.add_argument("--reuse", action="store_true", help="Reuse the sentence pools of the last run.")
-    parser.add_argument("--model", action="store_true",
-                        help="Also choose the weight of the local model between the best two stories (~10 min on 2 cores).")
     parser.add_argument("--write", action="store_true")
     args = parser.parse_args(argv)
 
-    from qa.ranking import FEATURES, RANK_FILE, model_weight, weights
+    from qa.ranking import FEATURES, RANK_FILE, weights
 
     cache = CACHE / "rank-fit-pools.pkl"
     if args.reuse and cache.exists():
@@ -220,23 +151,13 @@ def main(argv=None) -> None:
     fitted = fit(natural + squad * args.squad_weight, args.l2)
     print(json.dumps(report))
     print({f: round(float(v), 4) for f, v in zip(FEATURES, fitted)})
-    chosen_model_weight, model_report = model_weight(), None
-    if args.model:
-        chosen_model_weight, model_report = choose_model_weight(story_pairs(pools["natural"], fitted), story_pairs(pools["squad"], fitted))
-        print(json.dumps({"model_weight": chosen_model_weight, **model_report}))
     if args.write:
         note = (f"fitted by `python -m evals.rank_fit` (listwise softmax, l2 {args.l2}) on {len(natural)} NewsQA questions "
                 f"about {args.library} stories the natural benchmark does not sample and {len(squad)} SQuAD 2.0 ones kept apart "
                 f"from its benchmark (each counted {args.squad_weight}x); share of questions whose top 1 / top 3 sentences hold "
                 f"the answer, 5-fold by story: " + json.dumps(report))
-        if not model_report and chosen_model_weight:
-            note += f". model_weight {chosen_model_weight} kept from the previous fit (choose it again with --model)."
-        if model_report:
-            note += (f". model_weight: the local model's say between the best two stories when they differ, chosen on "
-                     f"the same questions (top sentence holds the answer, by weight; 5-fold figure of choosing it so): "
-                     + json.dumps(model_report))
         RANK_FILE.write_text(json.dumps({"weights": {f: round(float(v), 6) for f, v in zip(FEATURES, fitted)},
-                                         "model_weight": chosen_model_weight, "note": note}, indent=2) + "\n")
+                                         "note": note}, indent=2) + "\n")
         print(f"wrote {RANK_FILE}")
 
 

@@ -106,7 +106,7 @@ def natural_split(path: Path, library: int, held_out: int, benchmark_stories: in
 
 def collect(lib, items, engine, use_model: bool) -> list[dict]:
     """Per question: the evidence signals, and every candidate with its features and label."""
-    from qa.engine import evidence_signals, model_signals, settled
+    from qa.engine import evidence_signals, model_signals
     from qa.ranking import rank_evidence
     from qa.metrics import token_f1
     from qa.questions import answer_kind
@@ -117,8 +117,6 @@ def collect(lib, items, engine, use_model: bool) -> list[dict]:
     rows = []
     for n, item in enumerate(items, 1):
         ranked = rank_evidence(item.question, lib.sentences(item.question, pool=lib.settings.answer_k))
-        if use_model:  # as the answer chain does with the local model
-            ranked = settled(engine.llm, item.question, ranked)
         kind, _ = answer_kind(item.question)
         top = ranked[:4]
         found = candidates(item.question, [s.text for s in top], [s.score for s in top]) if kind == "span" and top else []

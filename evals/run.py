@@ -93,12 +93,10 @@ def question_word(question: str) -> str:
 
 def evidence_reach(lib, item: EvalItem) -> dict:
     """Where the gold answer is in what retrieval gives the answer chain: the top three evidence
-    sentences (as the answer chain orders them: ranked, then the local model's say between the
-    best two stories), and the passages within 1,500 and 2,500 characters."""
-    from qa.engine import settled
+    sentences, and the passages within 1,500 and 2,500 characters."""
     from qa.ranking import rank_evidence
 
-    top = settled(lib.engine.llm, item.question, rank_evidence(item.question, lib.sentences(item.question)))[:3]
+    top = rank_evidence(item.question, lib.sentences(item.question))[:3]
     reach = {"top1_holds": bool(top) and contains_gold(top[0].text, item.answers),
              "top3_holds": any(contains_gold(s.text, item.answers) for s in top)}
     for chars in PASSAGE_CHARS:

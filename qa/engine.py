@@ -45,7 +45,7 @@ from .questions import (
     LEADING_PRONOUN_RE, answer_kind, check_question, content_lemmas, has_pronoun, lemma_coverage, name_in, question_names, rewrite_follow_up,
     timeline_topic,
 )
-from .ranking import rank_evidence, settle_story, speaker_of, spoken_by
+from .ranking import rank_evidence, speaker_of, spoken_by
 from .retrieval import Filters, Sentence, date_ord, tokenize
 
 NOT_FOUND = "The articles don't say."
@@ -307,22 +307,11 @@ def model_signals(llm, question: str, evidence: str) -> dict:
     told from answerable natural ones by it better than by any retrieval score (AUC 0.860 with the
     quote, 0.853 with the best sentence alone, vs 0.770 for its similarity, on 500 + 200 NewsQA
     questions kept apart from the benchmark's). Two scorings of the question, ~0.2 s on 2 cores."""
-    pmi = question_likelihood(llm, question, evidence) - question_likelihood(llm, question, "")
-    return {"question_pmi": pmi, "question_pmi_per_word": pmi / max(1, len(question.split()))}
-
-
-def question_likelihood(llm, question: str, evidence: str) -> float:
-    """The local model's log-likelihood of the question after the evidence, in the answer prompt."""
     head = prompt_template("local_answer.txt").split("{question}")[0].rstrip()
-    return llm.log_likelihood(head.format(evidence=" ".join(evidence.split())), " ".join(question.split()))
-
-
-def settled(llm, question: str, ranked: list[Sentence]) -> list[Sentence]:
-    """The ranked evidence, with the local model's say between the best two stories (a model
-    that cannot score leaves it as ranked)."""
-    if not hasattr(llm, "log_likelihood"):
-        return ranked
-    return settle_story(ranked, lambda text: question_likelihood(llm, question, text))
+    question = " ".join(question.split())
+    pmi = llm.log_likelihood(head.format(evidence=" ".join(evidence.split())), question) - llm.log_likelihood(
+        head.format(evidence=""), question)
+    return {"question_pmi": pmi, "question_pmi_per_word": pmi / max(1, len(question.split()))}
 
 
 @lru_cache(maxsize=1)
@@ -447,8 +436,6 @@ class Engine:
             ranked = rank_evidence(standalone, self.evidence.sentences(search_text, filters=filters, pool=self.settings.answer_k))
             timings["retrieve"] = time.perf_counter() - t
             t = time.perf_counter()
-            if kind != "fact":
-                ranked = settled(self.llm, standalone, ranked)
             if kind == "fact":
                 answer = self._fact(standalone, fact_field, ranked)
                 timings["first_token"] = time.perf_counter() - t

@@ -4,12 +4,7 @@ Every retrieved sentence gets a row of features (what the retriever thought, how
 the question, where it stands in its story, what its neighbours and its story say) and the rows
 are ordered by a linear score whose weights `python -m evals.rank_fit` fits on natural news
 questions (a listwise softmax over each question's sentences, NewsQA stories the benchmark does
-not sample) and writes to qa/ranking.json.
-
-With the local model, `settle_story` then decides between the best two sentences when they come
-from different stories (the question is about one of them, and the ranking is least sure there):
-the model's likelihood of the question after each sentence joins the ranking's score, with the
-weight rank_fit chooses ("model_weight")."""
+not sample) and writes to qa/ranking.json."""
 
 from __future__ import annotations
 
@@ -81,17 +76,9 @@ def type_cue(question: str, text: str) -> float:
 
 
 @lru_cache(maxsize=1)
-def _fitted() -> dict:
-    return json.loads(RANK_FILE.read_text())
-
-
 def weights() -> np.ndarray:
-    fitted = _fitted()["weights"]
+    fitted = json.loads(RANK_FILE.read_text())["weights"]
     return np.array([fitted.get(f, 0.0) for f in FEATURES])
-
-
-def model_weight() -> float:
-    return float(_fitted().get("model_weight", 0.0))
 
 
 def _lede(s: Sentence) -> float:
@@ -152,18 +139,3 @@ def rank_evidence(question: str, ranked: list[Sentence]) -> list[Sentence]:
         return []
     scores = features(question, ranked) @ weights()
     return [replace(ranked[i], rank_score=float(scores[i])) for i in np.argsort(-scores, kind="stable")]
-
-
-def settle_story(ranked: list[Sentence], likelihood, weight: float | None = None) -> list[Sentence]:
-    """The ranked sentences, the best two swapped when they come from different stories and the
-    second wins on its ranking score + weight × the model's log-likelihood of the question after
-    it (`likelihood(sentence_text)`). Only there: within one story the quote shows both anyway,
-    and the model is no reranker on its own (natural questions, top sentence 0.453 by its
-    likelihood alone vs 0.458 by the ranking). Two scorings, for about 3 questions in 10."""
-    weight = model_weight() if weight is None else weight
-    if likelihood is None or not weight or len(ranked) < 2 or ranked[0].hit.article_id == ranked[1].hit.article_id:
-        return ranked
-    first, second = ranked[0], ranked[1]
-    if (second.rank_score or 0.0) + weight * likelihood(second.text) > (first.rank_score or 0.0) + weight * likelihood(first.text):
-        return [second, first, *ranked[2:]]
-    return ranked

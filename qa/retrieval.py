@@ -273,6 +273,10 @@ class ChunkSource:
             self._hashes.update({a: known.get(a) for a in unknown})
         return {i: (t, m) for i, (t, m, _) in found.items() if is_current(m, self._hashes)}
 
+    def forget_records(self) -> None:
+        """Empty the record cache (benchmarks: the next reads go to the store)."""
+        self._records.clear()
+
     def sentence_rows(self, chunk_id: str):
         record = self._records.get(chunk_id)
         return None if record is None else record[2]

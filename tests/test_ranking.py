@@ -66,28 +66,3 @@ def test_the_sentence_that_answers_ranks_first():
     from qa.engine import evidence_signals
 
     assert evidence_signals(question, best)["rank_score"] == scores[0]
-
-
-def test_the_model_decides_only_between_two_stories():
-    from qa.ranking import settle_story
-
-    question_likelihood = {"Zaki plays for Wigan Athletic.": -10.0, "The film was shot in two days.": -30.0}
-    likelihood = question_likelihood.__getitem__
-    film, football = story("The film was shot in two days.", article_id="film"), story("Zaki plays for Wigan Athletic.", article_id="sport")
-    film[0].rank_score, football[0].rank_score = 2.0, 1.0
-    ranked = film + football
-    # The second story's sentence wins when the model's likelihood outweighs the ranking's lead ...
-    assert settle_story(ranked, likelihood, weight=0.2)[0].text.startswith("Zaki")
-    # ... not when it weighs too little, nor without a model.
-    assert settle_story(ranked, likelihood, weight=0.01) == ranked
-    assert settle_story(ranked, None, weight=0.2) == ranked
-    # Within one story the order stays: the quote shows both sentences anyway.
-    same = story("The film was shot in two days.", "Zaki plays for Wigan Athletic.")
-    same[0].rank_score, same[1].rank_score = 2.0, 1.0
-    assert settle_story(same, likelihood, weight=0.2) == same
-
-
-def test_the_fitted_model_weight_is_in_the_ranking_file():
-    from qa.ranking import model_weight
-
-    assert 0.0 <= model_weight() <= 1.0 and model_weight() == json.loads(RANK_FILE.read_text()).get("model_weight", 0.0)

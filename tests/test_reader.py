@@ -117,18 +117,3 @@ def test_the_model_finds_a_question_likelier_after_the_sentence_that_answers_it(
     assert answering["question_pmi_per_word"] == pytest.approx(answering["question_pmi"] / 6)
     # The answer/refuse rule reads it with the local model.
     assert "question_pmi" in small_library.ask(question).signals
-
-
-def test_the_local_model_settles_which_story_a_question_is_about(small_library):
-    """Between two stories' best sentences, the real model prefers the one that answers."""
-    from qa.engine import settled
-    from qa.retrieval import Hit, Sentence
-
-    def sentence(text, article_id, rank_score):
-        hit = Hit(text, 0.5, "Story", article_id, 0, len(text))
-        return Sentence(text, 0, len(text), hit, 1.0, rank_score=rank_score)
-
-    question = "Which club does Zaki play for?"
-    off = sentence("The group's chief executive said the film was shot in Los Angeles in two days.", "film", 1.2)
-    on = sentence("Egypt striker Amir Zaki is back at his Premier League club side Wigan Athletic.", "sport", 1.0)
-    assert settled(small_library.engine.llm, question, [off, on])[0] is on
