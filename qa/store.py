@@ -246,8 +246,9 @@ class Store:
         return {i: m["content_hash"] for i, m in self._registry_of(article_ids)}
 
     def _registry_of(self, article_ids: list[str]) -> list[tuple[str, dict]]:
-        """The registry records of these articles (those stored), read by id in batches."""
-        article_ids = list(article_ids)
+        """The registry records of these articles (those stored), read by id in batches (each id
+        once: Chroma refuses a read that names an id twice)."""
+        article_ids = list(dict.fromkeys(article_ids))
         rows: list[tuple[str, dict]] = []
         for i in range(0, len(article_ids), 5000):  # SQLite bounds the variables of one read
             got = self.registry.get(ids=article_ids[i : i + 5000], include=["metadatas"])

@@ -136,6 +136,18 @@ def test_same_text_under_another_name_is_rejected(make_library, seed_copy):
     assert [a.id for a in lib.articles()] == ["2019-11-12-japan-us-gsomia"]
 
 
+def test_two_files_with_one_article_id_in_one_ingest(make_library, tmp_path):
+    """The first is stored; the second is a one-line error naming it (not a store error)."""
+    lib = make_library()
+    for folder, word in (("a", "alpha"), ("b", "beta")):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "story.txt").write_text(f"{word.title()} story\n\nThe {word} council met on Friday to vote on the budget.")
+    report = lib.ingest([tmp_path / "a" / "story.txt", tmp_path / "b" / "story.txt"])
+    assert report.added == ["story"]
+    assert report.rejected == [(str(tmp_path / "b" / "story.txt"), f"same article id 'story' as {tmp_path / 'a' / 'story.txt'}")]
+    assert [r.id for r in lib.articles()] == ["story"]
+
+
 def test_an_ingest_reads_only_the_registry_records_it_touches(make_library, tmp_path):
     """Same id or same text, nothing else: a write costs the same in a growing archive."""
     lib = make_library()
