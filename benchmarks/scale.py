@@ -129,39 +129,37 @@ def probe(folder: str, questions_file: str, repeats: int, chroma_url: str | None
     retrievers = {mode: (lambda q, mode=mode: lib.search(q, k=5, mode=mode)) for mode in ("hybrid", "vector", "keyword")}
     retrievers["passages"] = lambda q: lib.passages(q, chars=1250)  # about the size of 5 chunks
     for mode, retrieve in retrievers.items():
-        runs, found = [], 0
-        for r in range(repeats):
-            run = []
-            for q in questions:
-                t = time.perf_counter()
-                hits = retrieve(q["question"])
-                run.append((time.perf_counter() - t) * 1000)
-                if r == 0:
-                    found += any(answers(h, q) for h in hits)
-            runs.append(sorted(run))
-        results[mode] = {
-            "p50_ms": statistics.median(r[len(r) // 2] for r in runs),
-            "p95_ms": statistics.median(r[int(len(r) * 0.95)] for r in runs),
-            "recall_at_5": found / len(questions),
-        }
+        runs, hits = zip(*(timed_pass(retrieve, questions) for _ in range(repeats)))
+        found = sum(any(answers(h, q) for h in got) for got, q in zip(hits[0], questions))
+        results[mode] = percentiles(runs) | {"recall_at_5": found / len(questions)}
     # Steady state: the store's pages in the OS cache (the passes above read them), this
     # process's record cache emptied, so each question reads its candidates' records from Chroma
     # as a long-running server does for chunks no recent question touched.
     steady = []
     for _ in range(repeats):
         lib.retriever.chunks.forget_records()
-        run = []
-        for q in questions:
-            t = time.perf_counter()
-            lib.search(q["question"], k=5)
-            run.append((time.perf_counter() - t) * 1000)
-        steady.append(sorted(run))
-    results["hybrid"] |= {"steady_p50_ms": statistics.median(r[len(r) // 2] for r in steady),
-                          "steady_p95_ms": statistics.median(r[int(len(r) * 0.95)] for r in steady)}
+        steady.append(timed_pass(retrievers["hybrid"], questions)[0])
+    results["hybrid"] |= {f"steady_{k}": v for k, v in percentiles(steady).items()}
     print(json.dumps({
         "chunks": lib.store.chunks.count(), "open_s": opened, "embedder_load_s": embedder_load, "first_search_s": first_search,
         "modes": results, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, **freshness,
     }))
+
+
+def timed_pass(retrieve, questions: list[dict]) -> tuple[list[float], list]:
+    """One pass over the questions: each one's milliseconds (sorted) and its hits (in order)."""
+    times, hits = [], []
+    for q in questions:
+        t = time.perf_counter()
+        hits.append(retrieve(q["question"]))
+        times.append((time.perf_counter() - t) * 1000)
+    return sorted(times), hits
+
+
+def percentiles(runs) -> dict:
+    """p50 / p95 of each pass, the median over passes."""
+    return {"p50_ms": statistics.median(r[len(r) // 2] for r in runs),
+            "p95_ms": statistics.median(r[int(len(r) * 0.95)] for r in runs)}
 
 
 FRESH = """Harbour town opens floating library
