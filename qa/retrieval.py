@@ -169,6 +169,12 @@ def bm25s_tokenize(texts: list[str]) -> list[list[str]]:
     return bm25s.tokenize(texts, stopwords="en", stemmer=stemmer, return_ids=False, show_progress=False)
 
 
+def sentence_key(text: str) -> str:
+    """A sentence's text with spaces and case normalised: what identifies it when other chunks
+    (overlapping ones, wire copy in other articles) repeat it."""
+    return " ".join(text.lower().split())
+
+
 def is_current(meta: dict, current: dict[str, str]) -> bool:
     """A chunk belongs to the version of its article that the registry points at."""
     return current.get(meta.get("article_id")) == meta.get("content_hash")
@@ -333,7 +339,7 @@ class HybridRetriever:
     def search(self, question: str, k: int = 5, filters: Filters | dict | None = None, mode: str = "hybrid") -> list[Hit]:
         """The k best chunks. `mode`: hybrid (default), vector (embeddings only) or keyword (BM25 only)."""
         fused, records, ranks, _, _ = self._fuse(question, max(self.candidates, 2 * k), filters, mode)
-        best = sorted(fused, key=fused.get, reverse=True)[:k]
+        best = list(fused)[:k]
         return [self._hit(chunk_id, *records[chunk_id], fused[chunk_id], ranks[chunk_id]) for chunk_id in best]
 
     def sentences(self, question: str, filters: Filters | dict | None = None, mode: str = "hybrid", pool: int | None = None) -> list[Sentence]:
@@ -343,10 +349,12 @@ class HybridRetriever:
         not the one that matched its words (natural news questions: the answer is somewhere in
         the pool for 0.835 of them, 0.882 with the second look at two articles)."""
         fused, records, ranks, similarity, query = self._fuse(question, self.candidates, filters, mode)
-        best = sorted(fused, key=fused.get, reverse=True)[: pool or self.SENTENCE_POOL]
+        best = list(fused)[: pool or self.SENTENCE_POOL]
         question_tokens = set(tokenize(question))
         question_idf = sum(self.chunks.idf(t) for t in question_tokens) or 1.0
-        scored: dict[tuple, Sentence] = {}  # overlapping chunks share sentences: keep the best copy
+        # Overlapping chunks share sentences, and wire copy repeats them across articles: keep
+        # the best copy of each.
+        scored: dict[str, Sentence] = {}
 
         def add(chunk_id: str, text: str, meta: dict, sims, floor: float | None = None) -> None:
             hit = self._hit(chunk_id, text, meta, fused.get(chunk_id, 0.0), ranks.get(chunk_id, {}))
@@ -354,7 +362,7 @@ class HybridRetriever:
             for (s, e), sim in zip(self._sentence_spans(chunk_id, meta), sims):
                 overlap = sum(self.chunks.idf(t) for t in question_tokens.intersection(tokenize(text[s:e])))
                 score = self.FUSED_WEIGHT * hit.score + self.SIMILARITY_WEIGHT * float(sim) + self.OVERLAP_WEIGHT * overlap
-                key = (hit.article_id, hit.start + s, hit.start + e)
+                key = sentence_key(text[s:e])
                 if floor is not None:
                     if key in scored:
                         continue
@@ -412,8 +420,15 @@ class HybridRetriever:
         return [hit for _, hit in sorted(passages, key=lambda pair: pair[0])]
 
     def _fuse(self, question: str, n: int, filters, mode: str):
-        """Fused scores by chunk id, their (text, metadata), per-list ranks, each candidate's
-        sentence similarities to the question, and the question's vector (none in keyword mode)."""
+        """Fused scores by chunk id, best first, their (text, metadata), per-list ranks, each
+        candidate's sentence similarities to the question, and the question's vector (none in
+        keyword mode).
+
+        A sentence that several chunks share (wire copy republished, one article quoting another,
+        an update that repeats its story) counts once: in the best-sentence list only its best
+        chunk is ranked, and in the order a chunk whose best sentence repeats a better chunk's
+        comes after every other. Else one sentence repeated across many chunks fills the top
+        (see "At a million chunks" in the README)."""
         if mode not in self.MODES:
             raise ValueError(f"unknown search mode '{mode}' (choose {', '.join(self.MODES)})")
         filters = Filters.parse(filters)
@@ -448,9 +463,30 @@ class HybridRetriever:
             sims = rows_to_vectors(np.vstack(rows)) @ query
             similarity = dict(zip(candidates, np.split(sims, starts[1:])))  # sentences() reuses them
             best = np.maximum.reduceat(sims, starts)  # each chunk's best sentence
-            for rank, i in enumerate(np.argsort(-best, kind="stable")[:n], start=1):
-                add(candidates[i], rank, 1.0, "sentence")
-        return fused, records, ranks, similarity, query
+            ranked: set[str] = set()
+            for i in np.argsort(-best, kind="stable"):
+                key = self.best_sentence(candidates[i], records, similarity)
+                if key not in ranked:
+                    ranked.add(key)
+                    add(candidates[i], len(ranked), 1.0, "sentence")
+                    if len(ranked) == n:
+                        break
+        order = sorted(fused, key=fused.get, reverse=True)
+        if similarity:
+            seen: set[str] = set()
+            first, repeats = [], []
+            for chunk_id in order:
+                key = self.best_sentence(chunk_id, records, similarity)
+                (repeats if key in seen else first).append(chunk_id)
+                seen.add(key)
+            order = first + repeats
+        return {c: fused[c] for c in order}, records, ranks, similarity, query
+
+    def best_sentence(self, chunk_id: str, records: dict, similarity: dict) -> str:
+        """The sentence_key of the chunk's sentence most similar to the question."""
+        text, meta = records[chunk_id]
+        s, e = self._sentence_spans(chunk_id, meta)[int(np.argmax(similarity[chunk_id]))]
+        return sentence_key(text[s:e])
 
     def _sentence_spans(self, chunk_id: str, meta: dict) -> list[tuple[int, int]]:
         """Sentence offsets relative to the chunk, in the order of its sentence vectors."""

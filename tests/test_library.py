@@ -148,6 +148,26 @@ def test_two_files_with_one_article_id_in_one_ingest(make_library, tmp_path):
     assert [r.id for r in lib.articles()] == ["story"]
 
 
+def test_a_sentence_repeated_across_articles_fills_one_place_in_the_results(make_library, tmp_path):
+    """Wire copy: six outlets carry the same sentence. It counts once, so the one article that
+    says something else about the question is the next result instead of the seventh."""
+    lib = make_library()
+    repeated = "Officials said the new harbour ferry service would start carrying passengers soon."
+    for outlet in ("Tribune", "Herald", "Gazette", "Courier", "Observer", "Chronicle"):
+        (tmp_path / f"ferry-{outlet.lower()}.txt").write_text(
+            f"Ferry news from the {outlet}\n\nPORT ELLISWORTH — {repeated} The report was carried by the {outlet}.")
+    (tmp_path / "ferry-timetable.txt").write_text(
+        "Ferry timetable published\n\nThe harbour ferry begins passenger trips on March 3, the transport office announced.")
+    lib.ingest([tmp_path])
+    hits = lib.search("When will the harbour ferry service start carrying passengers?", k=3)
+    assert [repeated in h.text for h in hits].count(True) == 2 and repeated in hits[0].text  # the best copy still leads
+    assert hits[1].article_id == "ferry-timetable"
+    copies = lib.search("When will the harbour ferry service start carrying passengers?", k=7)[2:]
+    assert all(repeated in h.text and "sentence" not in h.ranks for h in copies)  # ranked once, by its best copy
+    quoted = " ".join(p.text for p in lib.passages("When will the harbour ferry service start carrying passengers?", chars=1000))
+    assert quoted.count(repeated) == 1 and "March 3" in quoted  # the evidence quotes it once, beside the other story
+
+
 def test_an_ingest_reads_only_the_registry_records_it_touches(make_library, tmp_path):
     """Same id or same text, nothing else: a write costs the same in a growing archive."""
     lib = make_library()
