@@ -456,6 +456,7 @@ class HybridRetriever:
             for rank, chunk_id in enumerate((i for i in found if i in records), start=1):
                 add(chunk_id, rank, weight, name)
         similarity: dict[str, np.ndarray] = {}
+        keys: dict[str, str] = {}  # chunk id -> the sentence_key of its best sentence
         if query is not None and records:
             candidates = list(records)
             rows = [self._sentence_rows(c, *records[c]) for c in candidates]
@@ -463,23 +464,22 @@ class HybridRetriever:
             sims = rows_to_vectors(np.vstack(rows)) @ query
             similarity = dict(zip(candidates, np.split(sims, starts[1:])))  # sentences() reuses them
             best = np.maximum.reduceat(sims, starts)  # each chunk's best sentence
+            keys = {c: self.best_sentence(c, records, similarity) for c in candidates}
             ranked: set[str] = set()
             for i in np.argsort(-best, kind="stable"):
-                key = self.best_sentence(candidates[i], records, similarity)
-                if key not in ranked:
-                    ranked.add(key)
+                if keys[candidates[i]] not in ranked:
+                    ranked.add(keys[candidates[i]])
                     add(candidates[i], len(ranked), 1.0, "sentence")
                     if len(ranked) == n:
                         break
         order = sorted(fused, key=fused.get, reverse=True)
-        if similarity:
+        if keys:
             seen: set[str] = set()
-            first, repeats = [], []
+            first, repeated = [], []
             for chunk_id in order:
-                key = self.best_sentence(chunk_id, records, similarity)
-                (repeats if key in seen else first).append(chunk_id)
-                seen.add(key)
-            order = first + repeats
+                (repeated if keys[chunk_id] in seen else first).append(chunk_id)
+                seen.add(keys[chunk_id])
+            order = first + repeated
         return {c: fused[c] for c in order}, records, ranks, similarity, query
 
     def best_sentence(self, chunk_id: str, records: dict, similarity: dict) -> str:
