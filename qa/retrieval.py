@@ -464,7 +464,7 @@ class HybridRetriever:
             sims = rows_to_vectors(np.vstack(rows)) @ query
             similarity = dict(zip(candidates, np.split(sims, starts[1:])))  # sentences() reuses them
             best = np.maximum.reduceat(sims, starts)  # each chunk's best sentence
-            keys = {c: self.best_sentence(c, records, similarity) for c in candidates}
+            keys = {c: self._best_sentence_key(c, records, similarity) for c in candidates}
             ranked: set[str] = set()
             for i in np.argsort(-best, kind="stable"):
                 if keys[candidates[i]] not in ranked:
@@ -482,7 +482,7 @@ class HybridRetriever:
             order = first + repeated
         return {c: fused[c] for c in order}, records, ranks, similarity, query
 
-    def best_sentence(self, chunk_id: str, records: dict, similarity: dict) -> str:
+    def _best_sentence_key(self, chunk_id: str, records: dict, similarity: dict) -> str:
         """The sentence_key of the chunk's sentence most similar to the question."""
         text, meta = records[chunk_id]
         s, e = self._sentence_spans(chunk_id, meta)[int(np.argmax(similarity[chunk_id]))]
