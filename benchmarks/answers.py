@@ -35,11 +35,19 @@ def main(argv=None) -> None:
     parser.add_argument("--stories", type=int, default=150)
     parser.add_argument("--out-of-library", type=int, default=60)
     parser.add_argument("--out", help="default: benchmarks/results/answers.json (answers-natural.json with --natural)")
+    llm = parser.add_argument_group("the LLM that answers (default: the QA_* settings, i.e. the local Gemma)")
+    llm.add_argument("--backend", help="local | openai | openai-compatible")
+    llm.add_argument("--local-model", help="gemma-3-270m | qwen2.5-coder-1.5b | auto | a .gguf path")
+    llm.add_argument("--base-url", help="an OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1")
+    llm.add_argument("--model", help="the server's model name")
+    llm.add_argument("--api", help="chat | completions")
+    llm.add_argument("--min-answerability-chat", type=float,
+                     help="pre-model refusal threshold of the chat path (0: the model sees every question; to fit it)")
     args = parser.parse_args(argv)
 
     from evals.datasets import load_dataset
     from evals.run import evaluate, summarise
-    from qa.config import Settings
+    from qa.config import get_settings
     from qa.library import Library
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -57,7 +65,9 @@ def main(argv=None) -> None:
             dataset = load_dataset(Path(args.squad), None, Path(tmp))  # articles as JSONL + gold spans in article offsets
             by_id = {item.id: item for item in dataset.items}
             chosen = [by_id[q.id] for q in picked]
-        lib = Library(Path(tmp) / "db", "squad", settings=Settings())
+        settings = get_settings(llm_backend=args.backend, local_model=args.local_model, llm_base_url=args.base_url,
+                                llm_model=args.model, llm_api=args.api, min_answerability_chat=args.min_answerability_chat)
+        lib = Library(Path(tmp) / "db", "squad", settings=settings)
         report = lib.ingest(dataset.corpus)
         assert not report.rejected, report.rejected
         lib.ask("warm up: what is this?")
@@ -67,6 +77,7 @@ def main(argv=None) -> None:
         backend = lib.engine.llm.name
     summary = {"backend": backend, "seed": args.seed, "wall_s": wall} | summarise(rows)
     keys = ("useful", "answer_holds_gold", "span_right", "false_refusals", "refusal_accuracy", "refused_by_unanswerable_kind",
+            "refused_before_model", "grounded_but_wrong", "rejected_by_grounding",
             "f1", "span_f1", "exact_match", "top1_holds", "top3_holds", "passages_1500", "passages_2500",
             "first_token_s_p50", "first_token_s_p95", "total_s_p50", "total_s_p95")
     print(json.dumps({k: summary[k] for k in ("backend", "answerable", "unanswerable", *keys)}

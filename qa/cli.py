@@ -12,6 +12,7 @@ import typer
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Question answering over news articles.")
 _options: dict = {}
+LOCAL_MODEL_HELP = "Local backend's model: gemma-3-270m | qwen2.5-coder-1.5b | auto | a .gguf path [env QA_LOCAL_MODEL]."
 
 
 @app.callback()
@@ -118,9 +119,10 @@ def ask(
     model: Optional[str] = typer.Option(None, help="Model name for OpenAI(-compatible) backends [env QA_LLM_MODEL]."),
     base_url: Optional[str] = typer.Option(None, help="OpenAI-compatible server URL [env QA_LLM_BASE_URL]."),
     api: Optional[str] = typer.Option(None, help="chat | completions [env QA_LLM_API]."),
+    local_model: Optional[str] = typer.Option(None, help=LOCAL_MODEL_HELP),
 ):
     """Answer a question from the articles, citing the sentences used."""
-    _options.update(llm_backend=backend, llm_model=model, llm_base_url=base_url, llm_api=api)
+    _options.update(llm_backend=backend, llm_model=model, llm_base_url=base_url, llm_api=api, local_model=local_model)
 
     live = not as_json and sys.stdout.isatty()  # stream tokens to a person, not to a pipe
 
@@ -171,12 +173,13 @@ def articles(as_json: bool = typer.Option(False, "--json")):
 
 
 @app.command()
-def info(as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")):
+def info(as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+         measure_llm: bool = typer.Option(False, "--measure-llm", help="Time the local model's prompt reading and generation here (cached).")):
     """Versions, CPU features, the encoder and LLM in use, model files, the store."""
     from .config import get_settings
     from .info import collect
 
-    report = _run(lambda: collect(get_settings(**_options)))
+    report = _run(lambda: collect(get_settings(**_options), measure_llm=measure_llm))
     if as_json:
         typer.echo(json.dumps(report, indent=2))
         return
@@ -254,6 +257,8 @@ def eval_(
     backend: Optional[str] = typer.Option(None, help="LLM backend for the answers [env QA_LLM_BACKEND]."),
     model: Optional[str] = typer.Option(None, help="Model for a server backend."),
     base_url: Optional[str] = typer.Option(None, help="OpenAI-compatible server URL."),
+    api: Optional[str] = typer.Option(None, help="chat | completions, for a server backend [env QA_LLM_API]."),
+    local_model: Optional[str] = typer.Option(None, help=LOCAL_MODEL_HELP),
     judge_url: Optional[str] = typer.Option(None, help="Optional LLM judge: an OpenAI-compatible chat server."),
     judge_model: str = typer.Option("default", help="Model name of the judge."),
     min_f1: Optional[float] = typer.Option(None, help="Exit 1 when token F1 is below this."),
@@ -272,7 +277,7 @@ def eval_(
         return
     if dataset is None:
         _fail("give a DATASET file, or --compare RUN_A RUN_B")
-    _options.update(llm_backend=backend, llm_model=model, llm_base_url=base_url)
+    _options.update(llm_backend=backend, llm_model=model, llm_base_url=base_url, llm_api=api, local_model=local_model)
 
     def work():
         from rich.progress import Progress

@@ -46,6 +46,10 @@ class Settings(BaseSettings):
 
     # Answering (qa/llms.py, qa/engine.py).
     llm_backend: str = "local"  # local | openai | openai-compatible
+    # The local backend's model (qa/local_models.py): gemma-3-270m | qwen2.5-coder-1.5b | auto | a GGUF path.
+    # auto: the instruct model where its measured answer time here is within the budget, else Gemma.
+    local_model: str = "gemma-3-270m"
+    local_model_budget_s: float = 6.0
     llm_model: str | None = None
     llm_base_url: str | None = None
     llm_api_key: SecretStr | None = None
@@ -60,7 +64,9 @@ class Settings(BaseSettings):
     llm_retries: int = 1
     llm_threads: int | None = None
     answer_k: int = 30  # best chunks whose sentences compete to be an answer's evidence
-    evidence_sentences: int = 5  # numbered source sentences shown to a chat model
+    # What a chat model reads: the best passages within this many characters, each sentence numbered
+    # for citing (chosen with benchmarks/answers.py on natural questions, see the README).
+    chat_context_chars: int = 1500
     # Answer or refuse ("The articles don't say."): the fitted answerability rule (evals/reader_fit.py,
     # qa/answerability.json) against these thresholds, chosen with it (most useful answers while
     # refusing 0.85 of questions about stories not in the library); and a chat model's answer must

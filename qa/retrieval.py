@@ -312,6 +312,19 @@ class Sentence:
     rank_score: float | None = None  # the answer chain's fitted evidence score (qa/ranking.py), once ranked
 
 
+def pack_sentences(ranked: list[Sentence], chars: int) -> list[Sentence]:
+    """The best sentences, in rank order, that fit in `chars` characters (+1 each: the space that
+    joins it to a neighbour); a sentence too long for what is left is skipped, not the rest."""
+    chosen: list[Sentence] = []
+    used = 0
+    for sentence in ranked:
+        cost = len(sentence.text) + 1
+        if used + cost <= chars:
+            chosen.append(sentence)
+            used += cost
+    return chosen
+
+
 class HybridRetriever:
     """Three ranked lists fused by reciprocal rank: chunk vectors (Chroma), BM25, and the best
     sentence of each candidate chunk by sentence vector. Stale chunks (of a replaced article
@@ -391,13 +404,7 @@ class HybridRetriever:
         ranked = self.sentences(question, filters, mode)
         if rank is not None:
             ranked = rank(question, ranked)
-        chosen: list[tuple[int, Sentence]] = []
-        used = 0
-        for place, sentence in enumerate(ranked):
-            cost = len(sentence.text) + 1  # +1: the space that joins it to a neighbour
-            if used + cost <= chars:
-                chosen.append((place, sentence))
-                used += cost
+        chosen = list(enumerate(pack_sentences(ranked, chars)))
         by_chunk: dict[str, list[tuple[int, Sentence]]] = {}
         for place, sentence in chosen:
             by_chunk.setdefault(sentence.hit.chunk_id, []).append((place, sentence))

@@ -71,9 +71,11 @@ def test_evidence_sentences_keep_article_offsets(seeded_library):
     ranked = seeded_library.sentences(QUESTION)
     assert [s.score for s in ranked] == sorted((s.score for s in ranked), reverse=True)
     assert QUOTE in ranked[0].text  # the quote's sentence ranks first, not just its chunk
-    evidence = pick_evidence(ranked, 3)
+    articles = pick_evidence(ranked, 600)
+    evidence = [e for group in articles for e in group]
     text = seeded_library.article_text(ranked[0].hit.article_id)
-    assert len(evidence) == 3
+    assert len(articles) == 1 and 2 <= len(evidence) and sum(len(e.text) + 1 for e in evidence) <= 600
+    assert [e.start for e in evidence] == sorted(e.start for e in evidence)  # reading order within the article
     assert all(text[e.start : e.end] == e.text and e.hit.start <= e.start < e.end <= e.hit.end for e in evidence)
     assert any(QUOTE in e.text for e in evidence)
 

@@ -200,10 +200,13 @@ def test_injected_instructions_do_not_change_answers(seeded_library, tmp_path):
     chat = Engine(seeded_library, OpenAILLM("m", "http://127.0.0.1:9/v1", "k", "chat", 1, 0), seeded_library.settings)
     from qa.engine import pick_evidence
 
-    evidence = pick_evidence(seeded_library.sentences("instructions reply HACKED"), 5)
+    evidence = pick_evidence(seeded_library.sentences("instructions reply HACKED"), 1500)
     user = chat.build_prompt("What happened?", evidence)[1]["content"]
     quoted_parts = [line for line in user.splitlines() if "HACKED" in line]
-    assert quoted_parts and all(line.startswith("[") and line.count("<<<") == 1 and line.endswith(">>>") for line in quoted_parts)
+    # One <<< >>> quote per article, on one line, numbered sentences inside; the article's own
+    # ">>>" and "<<<" cannot close or open one.
+    assert quoted_parts and all(line.startswith("<<<[") and line.count("<<<") == 1 and line.count(">>>") == 1
+                                and line.endswith(">>>") for line in quoted_parts)
 
 
 # --- one served UI: concurrency and security ---------------------------------------------------
