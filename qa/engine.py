@@ -46,6 +46,7 @@ from .questions import (
     timeline_topic,
 )
 from .ranking import rank_evidence, speaker_of, spoken_by
+from .metrics import normalise_answer
 from .retrieval import Filters, Sentence, date_ord, pack_sentences, tokenize
 
 NOT_FOUND = "The articles don't say."
@@ -395,14 +396,14 @@ def threshold(setting: float | None, rule_name: str, encoder: str | None = None)
     return _rule(rule_name, encoder)["threshold"] if setting is None else setting
 
 
-def chat_threshold(setting: float | None, encoder: str | None = None) -> float:
-    """Below this evidence-rule score a chat model is not asked: the question is about something
-    the library does not hold. Fitted with a chat model answering the rest (answerability.json
-    "chat"; evals figures beside it); the evidence rule's own threshold where none is fitted."""
+def chat_threshold(setting: float | None, rule_name: str, encoder: str | None = None) -> float:
+    """Below this score of the rule a chat model is not asked: the evidence shows the question is
+    about something the library does not hold. The configured value, else the one fitted with a
+    chat model answering the rest (answerability.json "chat", evals/chat_fit.py), else the rule's own."""
     if setting is not None:
         return setting
-    chat = answerability_rules().get("chat")
-    return chat["threshold"] if chat else threshold(None, "evidence", encoder)
+    fitted = answerability_rules().get("chat", {}).get(rule_name)
+    return fitted["threshold"] if fitted else threshold(None, rule_name, encoder)
 
 
 class Engine:
@@ -412,8 +413,32 @@ class Engine:
         self.evidence = evidence
         self.llm = llm
         self.settings = settings
+        self._scorer = None  # the answer/refuse decision's scoring model, once looked for (see scorer)
         if hasattr(llm, "keep_prefix"):  # the few-shot examples every local prompt starts with
             llm.keep_prefix(prompt_template("local_answer.txt").split("Evidence: {evidence}")[0])
+
+    @property
+    def scorer(self):
+        """The model that scores questions and candidates for the answer/refuse decision: the
+        engine's own when it can (the local base model), else — for chat models — the packaged
+        Gemma in this process when it is installed (~0.3 s a question: its question likelihood
+        after the evidence tells out-of-library questions apart far better than retrieval scores),
+        else None (the evidence rule decides alone)."""
+        if hasattr(self.llm, "score") and self.llm.style == "completion":
+            return self.llm
+        if self._scorer is None:
+            from .errors import BackendError
+            from .llms import get_llm
+
+            settings = self.settings.model_copy(update={"llm_backend": "local", "local_model": "gemma-3-270m"})
+            try:
+                scorer = get_llm(settings)
+                scorer.check()
+                scorer.keep_prefix(prompt_template("local_answer.txt").split("Evidence: {evidence}")[0])
+                self._scorer = scorer
+            except (BackendError, ImportError):
+                self._scorer = False
+        return self._scorer or None
 
     @property
     def encoder(self) -> str | None:
@@ -733,20 +758,31 @@ class Engine:
         articles = pick_evidence(ranked, self.settings.chat_context_chars)
         evidence = [s for group in articles for s in group]
         signals = evidence_signals(question, ranked)
+        scorer = self.scorer
+        rule = "local" if scorer is not None else "evidence"
+        if scorer is not None and ranked:
+            signals |= model_signals(scorer, question, self._quote(asked, ranked, signals).text)
         if kind == "span" and ranked:
-            self._read(question, ranked, signals, scoring=False)  # its signals inform the decision; the model answers
+            self._read(question, ranked, signals, scoring=scorer is not None, scorer=scorer)  # signals only; the model answers
         signals["quote_question"] = float(kind == "quote")
-        signals["answerability"] = answerability(signals, "evidence", self.encoder)
-        if not evidence or (signals["answerability"] < chat_threshold(self.settings.min_answerability_chat, self.encoder)
+        signals["answerability"] = answerability(signals, rule, self.encoder)
+        if not evidence or (signals["answerability"] < chat_threshold(self.settings.min_answerability_chat, rule, self.encoder)
                             and not speaker_quoted(question, ranked, signals)):
             yield NOT_FOUND
             yield self.not_found(ranked, signals)
             return
         parts: list[str] = []
-        for token in self.llm.stream(self.build_prompt(question, articles), max_tokens=160):
-            timings.setdefault("first_token", time.perf_counter() - t)
-            parts.append(token)
-            yield token
+        tokens = self.llm.stream(self.build_prompt(question, articles), max_tokens=160, stop=["\n"])
+        try:
+            for token in tokens:
+                timings.setdefault("first_token", time.perf_counter() - t)
+                parts.append(token)
+                yield token
+                said = "".join(parts).strip()
+                if said.endswith(".") and _is_refusal(said):
+                    break  # small models repeat a refusal line until max_tokens (~15 s on 2 cores)
+        finally:
+            tokens.close()
         raw = "".join(parts).strip()
         if _is_refusal(raw):
             answer = self.not_found(ranked, signals | {"model_refused": 1.0})
@@ -768,7 +804,11 @@ class Engine:
         only repeats the question."""
         cited_numbers = sorted({int(n) for n in re.findall(r"\[(\d+)\]", raw) if 0 < int(n) <= len(evidence)})
         plain = re.sub(r"\s*\[\d+(?:,\s*\d+)*\]", "", raw).strip()
-        support = [lemma_coverage(plain, e.text) for e in evidence]
+        said = normalise_answer(plain)
+        # How well each sentence says this answer to this question: the share of the answer it
+        # holds (all of it when word for word: "14", "Terminal C") plus the share of the question.
+        support = [(1.0 if said and said in normalise_answer(e.text) else lemma_coverage(plain, e.text))
+                   + lemma_coverage(question, e.text) for e in evidence]
         best = max(range(len(evidence)), key=lambda i: support[i])
         if not cited_numbers or max(support[n - 1] for n in cited_numbers) + CITATION_REPAIR_MARGIN < support[best]:
             # Uncited, or citing a sentence that holds far less of the answer than another: small
@@ -826,17 +866,20 @@ class Engine:
         answer.tokens = tokens
         yield answer
 
-    def _read(self, question: str, ranked: list[Sentence], signals: dict, scoring: bool, generated: str | None = None) -> Answer | None:
+    def _read(self, question: str, ranked: list[Sentence], signals: dict, scoring: bool, generated: str | None = None,
+              scorer=None) -> Answer | None:
         """The reader's best candidate as a span, cited to its sentence, when the fitted rule is
         sure enough of it (else None: the sentence is quoted). An acronym spelled out by a
         sentence needs no reader. `generated`: a model's own answer from the best sentence; the
-        candidate it names, if any, is taken. Adds the reader's signals for the answer/refuse rule."""
+        candidate it names, if any, is taken. `scorer`: the model that scores candidates (default:
+        the engine's own). Adds the reader's signals for the answer/refuse rule."""
+        scorer = scorer or self.llm
         for sentence in ranked[: reader.SENTENCES]:
             expansion = acronym_expansion(question, sentence.text)
             if expansion:
                 signals |= {"reader_best": 1.0, "reader_type_fit": 1.0}
                 return Answer(expansion, [Citation.of(1, sentence)], 1.0, kind="span")
-        found = reader.read(question, ranked, prompt_for=self.local_prompt if scoring else None, llm=self.llm if scoring else None)
+        found = reader.read(question, ranked, prompt_for=self.local_prompt if scoring else None, llm=scorer if scoring else None)
         best = found[0] if found else None
         if generated:
             said = generated.strip(" \"'.").lower()
