@@ -200,7 +200,8 @@ def info(as_json: bool = typer.Option(False, "--json", help="Machine-readable ou
 
 
 def _figures(values: dict) -> str:
-    return ", ".join(f"{k} {v:,}" if isinstance(v, int) and not isinstance(v, bool) else f"{k} {v}" for k, v in values.items())
+    return ", ".join(f"{k} ({_figures(v)})" if isinstance(v, dict) else f"{k} {v:,}" if isinstance(v, int) and not isinstance(v, bool)
+                     else f"{k} {v}" for k, v in values.items())
 
 
 @app.command()

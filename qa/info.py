@@ -70,8 +70,7 @@ def collect(settings: Settings, measure_llm: bool = False) -> dict:
     if settings.llm_backend == "local":
         from .errors import BackendError
         from .llm_speed import cached_speed
-        from .llms import local_model_path
-        from .local_models import INSTRUCT, MODELS
+        from .local_models import INSTRUCT, MODELS, file_of
 
         llm["local_model"] = settings.local_model
         names = [n for n in MODELS] if settings.local_model == "auto" else [settings.local_model]
@@ -80,7 +79,8 @@ def collect(settings: Settings, measure_llm: bool = False) -> dict:
         for name in names:
             entry: dict = {"description": MODELS[name].description if name in MODELS else "a GGUF file"}
             try:
-                entry["file"] = _file(local_model_path(name, settings.cache_dir))
+                path = file_of(name, settings.cache_dir)
+                entry["file"] = _file(path) if path.exists() else "not assembled yet (the first answer assembles it)"
             except (ImportError, OSError, BackendError) as exc:
                 entry["file"] = f"unavailable ({exc})"
             speed = cached_speed(settings, name)

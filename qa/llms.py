@@ -14,12 +14,14 @@ error kinds map one-to-one onto clear messages.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 import re
 import sys
 import threading
 from pathlib import Path
+import weakref
 from typing import Iterator, Protocol
 
 from .config import Settings
@@ -105,6 +107,7 @@ class LocalLLM:
             if self.prefix:
                 self._prime(model, self.prefix)
             self._model = model
+            _LOADED.add(self)
         return self._model
 
     def keep_prefix(self, prefix: str) -> None:
@@ -340,6 +343,7 @@ def for_visitor(server: Settings, backend: str | None = None, model: str | None 
 
 
 _CACHE: dict[tuple, LLM] = {}
+_LOADED: "weakref.WeakSet[LocalLLM]" = weakref.WeakSet()  # local models holding a llama.cpp context
 
 
 def local_model(settings: Settings) -> str:
@@ -352,12 +356,13 @@ def local_model(settings: Settings) -> str:
 
 
 def close_all() -> None:
-    """Free every loaded local model (at exit: llama.cpp's own destructor fails once the
-    interpreter has torn its modules down)."""
-    for llm in list(_CACHE.values()):
-        if hasattr(llm, "close"):
-            llm.close()
-    _CACHE.clear()
+    """Free every loaded local model; registered to run at exit, where llama.cpp's own destructor
+    would fail once the interpreter has torn its modules down ("Exception ignored in: Llama.__del__")."""
+    for llm in list(_LOADED):
+        llm.close()
+
+
+atexit.register(close_all)
 
 
 def get_llm(settings: Settings) -> LLM:
@@ -371,11 +376,7 @@ def get_llm(settings: Settings) -> LLM:
     if cache_key in _CACHE:
         return _CACHE[cache_key]
     if backend == "local":
-        import atexit
-
         llm: LLM = LocalLLM(local_model(settings), threads=settings.llm_threads, cache_dir=settings.cache_dir)
-        if not _CACHE:
-            atexit.register(close_all)
     else:
         if backend == "openai-compatible" and not settings.llm_base_url:
             raise BackendError("the openai-compatible backend needs a base URL (QA_LLM_BASE_URL or --base-url)")

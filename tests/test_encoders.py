@@ -199,7 +199,9 @@ def test_qa_info_reports_versions_cpu_encoder_llm_and_store(tmp_path):
     assert info["encoder"]["chosen_here"] in ("torch-fp32", "torch-bf16", "onnx-fp32", "onnx-int8")
     assert info["store"]["encoder"] == info["encoder"]["chosen_here"]  # the ingest used this machine's choice
     assert info["store"]["articles"] == 1 and info["store"]["chunks"] > 0 and info["store"]["bytes_on_disk"] > 0
-    assert info["llm"]["backend"] == "local" and info["llm"]["model_file"]["bytes"] > 100_000_000
+    assert info["llm"]["backend"] == "local" and info["llm"]["local_model"] == "gemma-3-270m"
+    assert info["llm"]["gemma-3-270m"]["file"]["bytes"] > 100_000_000
+    assert isinstance(info["llm"]["gemma-3-270m"]["speed_here"], (str, dict))  # measured only by --measure-llm
 
 
 def test_the_local_model_restores_its_prompt_prefix_and_answers_the_same(tmp_path):
