@@ -118,7 +118,7 @@ def evaluate(lib, item: EvalItem, judge=None) -> dict:
         "candidate": answer.signals.get("candidate", None if answer.refused else answer.text),
         "timings": {**answer.timings, "search_k10": search_s}, "tokens": answer.tokens,
         # A chat model's own reply, and why it was not kept (its refusal, or names / numbers no passage holds).
-        **{k: answer.signals[k] for k in ("model_answer", "model_refused", "unsupported") if k in answer.signals},
+        **{k: answer.signals[k] for k in ("model_answer", "model_refused", "model_kept", "unsupported") if k in answer.signals},
     }
     if item.expect:  # whole-article, timeline and dated questions: judged by what they cite
         ok = meets_expectation(item.expect, answer, item.answers)
@@ -208,10 +208,8 @@ def summarise(rows: list[dict]) -> dict:
     # Chat models: refused before the model saw any evidence (it wrote nothing), and the model's own
     # answers that passed grounding yet hold no gold answer, or were rejected by it.
     summary["refused_before_model"] = mean([float(r["refused"] and not r["tokens"]) for r in rows]) if rows else None
-    kept = [r for r in answerable if r.get("model_answer") and not r["refused"] and r["answer"] == r["model_answer"]]
-    summary["grounded_but_wrong"] = mean([float(not r["useful"]) for r in kept])
-    summary["rejected_by_grounding"] = mean([float(r.get("model_answer") is not None and not r.get("model_refused")
-                                                   and r["answer"] != r["model_answer"]) for r in rows if r.get("model_answer")])
+    summary["grounded_but_wrong"] = mean([float(not r["useful"]) for r in answerable if r.get("model_kept")])
+    summary["rejected_by_grounding"] = mean([1.0 - r["model_kept"] for r in rows if "model_kept" in r])
     judged = [r["judge_correct"] for r in answerable if r.get("judge_correct") is not None]
     if judged:
         summary["judge_accuracy"] = mean([float(j) for j in judged])

@@ -292,8 +292,15 @@ _NAME_RE = re.compile(r"\b[A-Z][\w'’&.-]*[A-Za-z]\b|\b[A-Z]\b")
 _SENTENCE_START_RE = re.compile(r"(?:^|[.!?:;]\s+|\n\s*|[-*]\s+)$")
 
 
+_NUMBER_WORDS = {w: str(i) for i, w in enumerate(
+    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen seventeen "
+    "eighteen nineteen twenty".split())} | {w: str(10 * i) for i, w in enumerate("thirty forty fifty sixty seventy eighty ninety".split(), 3)}
+
+
 def _numbers(text: str) -> set[str]:
-    return {n.replace(",", "").rstrip(".") for n in _NUMBER_RE.findall(text)}
+    """The numbers a text states, digits or words ("three" and "3" are one number)."""
+    words = {_NUMBER_WORDS[w] for w in re.findall(r"[a-z]+", text.lower()) if w in _NUMBER_WORDS}
+    return words | {n.replace(",", "").rstrip(".") for n in _NUMBER_RE.findall(text)}
 
 
 def unsupported_facts(answer: str, evidence: str) -> list[str]:
@@ -302,7 +309,8 @@ def unsupported_facts(answer: str, evidence: str) -> list[str]:
     a name only when it is not a common word."""
     said = evidence.lower()
     words = set(re.findall(r"[\w'’-]+", said))
-    missing = [n for n in _numbers(answer) if n not in _numbers(evidence)]
+    stated = _numbers(evidence)
+    missing = [n for n in _NUMBER_RE.findall(answer) if n.replace(",", "").rstrip(".") not in stated]
     for match in _NAME_RE.finditer(answer):
         word = match.group(0).rstrip(".")
         lower = re.sub(r"['’]s$", "", word.lower())
@@ -788,6 +796,7 @@ class Engine:
             answer = self.not_found(ranked, signals | {"model_refused": 1.0})
         else:
             answer = self._ground_chat(question, raw, evidence, signals)
+            signals["model_kept"] = float(answer is not None)
             if answer is None:  # words the evidence does not bear out: quote it, if it speaks of what was asked
                 on_topic = bool(ranked) and lemma_coverage(asked, ranked[0].text, skip_names=True) > 0
                 answer = self._quote(asked, ranked, signals) if on_topic else self.not_found(ranked, signals)
