@@ -47,7 +47,7 @@ from .questions import (
 )
 from .ranking import rank_evidence, speaker_of, spoken_by
 from .metrics import normalise_answer
-from .retrieval import Filters, Sentence, date_ord, pack_sentences, tokenize
+from .retrieval import Filters, Sentence, date_ord, sentences_within, tokenize
 
 NOT_FOUND = "The articles don't say."
 # A chat model's citation gives way to another sentence holding this much more of its answer's words.
@@ -202,7 +202,7 @@ def pick_evidence(ranked: list[Sentence], chars: int) -> list[list[Sentence]]:
     sentence, sentences in reading order — so that neighbours read as passages. Each sentence
     keeps its article offsets: the model cites them by number."""
     by_article: dict[str, list[Sentence]] = {}
-    for sentence in pack_sentences(ranked, chars):
+    for sentence in sentences_within(ranked, chars):
         by_article.setdefault(sentence.hit.article_id, []).append(sentence)
     return [sorted(group, key=lambda s: s.start) for group in by_article.values()]
 

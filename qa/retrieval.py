@@ -312,7 +312,7 @@ class Sentence:
     rank_score: float | None = None  # the answer chain's fitted evidence score (qa/ranking.py), once ranked
 
 
-def pack_sentences(ranked: list[Sentence], chars: int) -> list[Sentence]:
+def sentences_within(ranked: list[Sentence], chars: int) -> list[Sentence]:
     """The best sentences, in rank order, that fit in `chars` characters (+1 each: the space that
     joins it to a neighbour); a sentence too long for what is left is skipped, not the rest."""
     chosen: list[Sentence] = []
@@ -404,7 +404,7 @@ class HybridRetriever:
         ranked = self.sentences(question, filters, mode)
         if rank is not None:
             ranked = rank(question, ranked)
-        chosen = list(enumerate(pack_sentences(ranked, chars)))
+        chosen = list(enumerate(sentences_within(ranked, chars)))
         by_chunk: dict[str, list[tuple[int, Sentence]]] = {}
         for place, sentence in chosen:
             by_chunk.setdefault(sentence.hit.chunk_id, []).append((place, sentence))
