@@ -50,7 +50,8 @@ from .metrics import normalise_answer
 from .retrieval import Filters, Sentence, date_ord, sentences_within, tokenize
 
 NOT_FOUND = "The articles don't say."
-# A chat model's citation gives way to another sentence holding this much more of its answer's words.
+# A chat model's citation gives way to another sentence whose share of the answer's words plus
+# share of the question's is this much higher (see Engine._ground_chat).
 CITATION_REPAIR_MARGIN = 0.25
 KINDS = ("span", "quote", "fact", "summary", "timeline", "not_found")
 PROMPTS = Path(__file__).resolve().parent.parent / "prompts"
@@ -138,6 +139,11 @@ class Answer:
 @lru_cache(maxsize=None)
 def prompt_template(name: str) -> str:
     return (PROMPTS / name).read_text(encoding="utf-8")
+
+
+def few_shot_prefix() -> str:
+    """The few-shot examples every local (base model) prompt starts with: kept primed in the model."""
+    return prompt_template("local_answer.txt").split("Evidence: {evidence}")[0]
 
 
 def normalise_history(history) -> list[tuple[str, str]]:
@@ -422,8 +428,8 @@ class Engine:
         self.llm = llm
         self.settings = settings
         self._scorer = None  # the answer/refuse decision's scoring model, once looked for (see scorer)
-        if hasattr(llm, "keep_prefix"):  # the few-shot examples every local prompt starts with
-            llm.keep_prefix(prompt_template("local_answer.txt").split("Evidence: {evidence}")[0])
+        if hasattr(llm, "keep_prefix"):
+            llm.keep_prefix(few_shot_prefix())
 
     @property
     def scorer(self):
@@ -442,7 +448,7 @@ class Engine:
             try:
                 scorer = get_llm(settings)
                 scorer.check()
-                scorer.keep_prefix(prompt_template("local_answer.txt").split("Evidence: {evidence}")[0])
+                scorer.keep_prefix(few_shot_prefix())
                 self._scorer = scorer
             except (BackendError, ImportError):
                 self._scorer = False
