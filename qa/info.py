@@ -73,7 +73,7 @@ def collect(settings: Settings, measure_llm: bool = False) -> dict:
         from .local_models import INSTRUCT, MODELS, file_of
 
         llm["local_model"] = settings.local_model
-        names = [n for n in MODELS] if settings.local_model == "auto" else [settings.local_model]
+        names = list(MODELS) if settings.local_model == "auto" else [settings.local_model]
         if settings.local_model == "auto":
             llm["auto_rule"] = f"{INSTRUCT} where its measured answer time here is <= {settings.local_model_budget_s:g} s, else gemma-3-270m"
         for name in names:

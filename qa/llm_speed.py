@@ -42,7 +42,7 @@ def cached_speed(settings: Settings, model: str) -> dict | None:
     from .llms import threads_for
 
     try:
-        return json.loads(_speed_file(settings).read_text()).get(_key(model, threads_for(settings)))
+        return json.loads(_speed_file(settings).read_text()).get(_key(model, threads_for(settings.llm_threads)))
     except (OSError, ValueError, ImportError):
         return None
 
@@ -51,7 +51,7 @@ def measure(settings: Settings, model: str) -> dict:
     """Load the model, time reading a ~300-token prompt and writing 32 tokens (after one warm-up),
     cache and return {prompt_tps, generate_tps, answer_s}."""
     from .cache import write_atomically
-    from .llms import LocalLLM, threads_for
+    from .llms import LocalLLM, cpu_features_in_use, threads_for
 
     llm = LocalLLM(model, threads=settings.llm_threads, cache_dir=settings.cache_dir)
     engine = llm.model
@@ -71,13 +71,13 @@ def measure(settings: Settings, model: str) -> dict:
     generate_s = time.perf_counter() - started
     figures = {"prompt_tps": round(len(tokens) / prompt_s, 1), "generate_tps": round(generated / generate_s, 1)}
     figures["answer_s"] = round(ANSWER_PROMPT_TOKENS / figures["prompt_tps"] + ANSWER_TOKENS / figures["generate_tps"], 2)
-    figures["variant"] = llm.cpu_variant()
+    figures["variant"] = cpu_features_in_use()
     path = _speed_file(settings)
     try:
         known = json.loads(path.read_text())
     except (OSError, ValueError):
         known = {}
-    known[_key(model, threads_for(settings))] = figures
+    known[_key(model, threads_for(settings.llm_threads))] = figures
     try:
         write_atomically(path, json.dumps(known, indent=1))
     except OSError:

@@ -45,13 +45,9 @@ class LLM(Protocol):
         ...
 
 
-def local_model_path(name: str = DEFAULT, cache_dir: Path | None = None) -> str:
-    """A packaged GGUF (Gemma by default), assembled once into the cache from its PyPI packages."""
-    return model_path(name, cache_dir)
-
-
-def threads_for(settings: Settings) -> int:
-    return settings.llm_threads or os.cpu_count() or 2
+def threads_for(threads: int | None) -> int:
+    """The configured llama.cpp thread count, else all cores."""
+    return threads or os.cpu_count() or 2
 
 
 def cpu_features_in_use() -> str:
@@ -87,7 +83,7 @@ class LocalLLM:
     def __init__(self, model: str = DEFAULT, threads: int | None = None, context: int | None = None, cache_dir: Path | None = None):
         self.model_name, self.style = resolve(model)
         self.name = "local:gemma-3-270m-q4_k_m" if self.model_name == DEFAULT else f"local:{self.model_name}"
-        self.threads = threads or os.cpu_count() or 2
+        self.threads = threads_for(threads)
         # Numbered passages (~1,500 characters) plus instructions fit 2k tokens; room for follow-ups.
         self.context = context or (2048 if self.style == "completion" else 4096)
         self.cache_dir = cache_dir
@@ -117,9 +113,6 @@ class LocalLLM:
         reuses the shared system prompt of consecutive calls by itself.)"""
         if self.style == "completion":
             self.prefix = prefix
-
-    def cpu_variant(self) -> str:
-        return cpu_features_in_use()
 
     def close(self) -> None:
         """Free the model now (not in the garbage collector at interpreter exit)."""

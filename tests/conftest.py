@@ -140,9 +140,9 @@ def llama_server(model_path: str, alias: str, log_dir: Path, *extra: str):
 @pytest.fixture(scope="session")
 def llm_server(tmp_path_factory):
     """A real OpenAI-compatible server: llama-cpp-python's, serving the packaged Gemma GGUF."""
-    from qa.llms import local_model_path
+    from qa.local_models import model_path
 
-    with llama_server(local_model_path(), "gemma", tmp_path_factory.mktemp("llm-server")) as url:
+    with llama_server(model_path("gemma-3-270m"), "gemma", tmp_path_factory.mktemp("llm-server")) as url:
         yield url
 
 
