@@ -225,7 +225,14 @@ def watch(
 @app.command()
 def check(repair: bool = typer.Option(False, "--repair", help="Delete orphan chunks and incomplete articles; re-index what the lexical index lacks.")):
     """Report (and repair) drift: orphan chunks, articles missing chunks, a lexical index behind the store."""
-    result = _run(lambda: _library().check(repair=repair))
+    def work():
+        from rich.progress import Progress
+
+        with Progress(transient=True, disable=not sys.stderr.isatty()) as bar:
+            task = bar.add_task("re-indexing chunks", total=None)
+            return _library().check(repair=repair, progress=lambda done, total: bar.update(task, completed=done, total=total))
+
+    result = _run(work)
     typer.echo(
         f"{result['articles']} articles, {result['chunks']} chunks, {result['orphan_chunks']} orphan chunks, "
         f"{len(result['incomplete_articles'])} incomplete articles"

@@ -171,9 +171,6 @@ class LexicalIndex:
         (id, text, metadata)). One commit for all of them; `synced`: the store stamp the index
         now agrees with. Waits for another process's writer, up to `lock_wait` seconds (default
         LOCK_WAIT_S), then raises StoreError."""
-        from .retrieval import bm25s_tokenize
-
-        Document = self._tantivy.Document
         with self._lock:
             writer = self._writer(self.LOCK_WAIT_S if lock_wait is None else lock_wait)
             try:
@@ -181,14 +178,8 @@ class LexicalIndex:
                     writer.delete_documents_by_term("article_id", article_id)
                     if content_hash is None:
                         continue
-                    writer.add_document(Document(kind="article", article_id=article_id, content_hash=content_hash))
-                    tokens = bm25s_tokenize([f"{m.get('title', '')}\n{t}" for _, t, m in chunks])
-                    for (chunk_id, _text, meta), words in zip(chunks, tokens):
-                        fields = {"kind": "chunk", "chunk_id": chunk_id, "article_id": article_id,
-                                  "content_hash": content_hash, "words": " ".join(words), "source": meta.get("source") or ""}
-                        if meta.get("published_ord") is not None:
-                            fields["published_ord"] = int(meta["published_ord"])
-                        writer.add_document(Document(**fields))
+                    writer.add_document(self._tantivy.Document(kind="article", article_id=article_id, content_hash=content_hash))
+                    self._add_chunks(writer, chunks, article_id, content_hash)
                 writer.commit()
             except BaseException:
                 writer.rollback()
@@ -198,6 +189,56 @@ class LexicalIndex:
         if synced is not None:
             self.mark_synced(synced)
         self._searcher = None
+
+    def _add_chunks(self, writer, chunks: list[tuple[str, str, dict]], article_id: str | None = None,
+                    content_hash: str | None = None) -> None:
+        """Chunk documents for (id, text, metadata) rows; the article and version from the
+        metadata unless given."""
+        from .retrieval import bm25s_tokenize
+
+        Document = self._tantivy.Document
+        tokens = bm25s_tokenize([f"{m.get('title', '')}\n{t}" for _, t, m in chunks])
+        for (chunk_id, _text, meta), words in zip(chunks, tokens):
+            fields = {"kind": "chunk", "chunk_id": chunk_id, "article_id": article_id or meta["article_id"],
+                      "content_hash": content_hash or meta["content_hash"], "words": " ".join(words), "source": meta.get("source") or ""}
+            if meta.get("published_ord") is not None:
+                fields["published_ord"] = int(meta["published_ord"])
+            writer.add_document(Document(**fields))
+
+    def rebuild(self, pages, current: dict[str, str], synced: str, progress=None) -> int:
+        """The whole index again from the store, in bulk: `pages` yields (ids, texts, metadata) as
+        the store reads them; the current versions' chunks (`current`: article id -> content hash)
+        go in with one commit per page. The article documents go in with the last commit, so an
+        interrupted rebuild leaves its articles for catch_up, never marked as held. Holds the
+        writer throughout: another process's write waits (up to its LOCK_WAIT_S). Returns the
+        chunks indexed; `progress(done, total_read_so_far)` after each page."""
+        indexed = 0
+        with self._lock:
+            writer = self._writer(self.LOCK_WAIT_S)
+            try:
+                writer.delete_all_documents()
+                read = 0
+                for ids, texts, metas in pages:
+                    rows = [(i, t, m) for i, t, m in zip(ids, texts, metas)
+                            if m and m.get("article_id") in current and current[m["article_id"]] == m.get("content_hash")]
+                    self._add_chunks(writer, rows)
+                    writer.commit()
+                    read += len(ids)
+                    indexed += len(rows)
+                    if progress:
+                        progress(read)
+                Document = self._tantivy.Document
+                for article_id, content_hash in current.items():
+                    writer.add_document(Document(kind="article", article_id=article_id, content_hash=content_hash))
+                writer.commit()
+            except BaseException:
+                writer.rollback()
+                raise
+            finally:
+                writer.wait_merging_threads()
+        self.mark_synced(synced)
+        self._searcher = None
+        return indexed
 
     def _writer(self, lock_wait: float):
         deadline = time.monotonic() + lock_wait

@@ -39,15 +39,33 @@ class IngestReport:
         )
 
 
+def is_server(location) -> bool:
+    return str(location).startswith(("http://", "https://"))
+
+
 def lexical_dir(data_dir: Path, location, collection: str) -> Path:
-    """Where the lexical index of a collection lives: under the local data dir, one folder per
-    store location and collection (each host serving a shared Chroma server keeps its own)."""
+    """Where the lexical index of a collection lives. Embedded store: inside the store's own
+    folder (`<folder>/lexical/<collection>`), so the folder is the whole library: opened from any
+    working directory, copied or moved, it keeps its index. Chroma server: under the local data
+    dir, one folder per server and collection (each host serving a shared server keeps its own).
+
+    Versions before this one kept every index under the data dir of the working directory, keyed
+    by a hash of the location as given: an index found there is moved in, not rebuilt."""
     import hashlib
 
-    where = hashlib.sha256(str(location).encode()).hexdigest()[:12]
-    # Earlier versions kept a whole BM25 copy per collection in bm25-cache/: nothing reads it now.
-    shutil.rmtree(Path(data_dir) / "bm25-cache", ignore_errors=True)
-    return Path(data_dir) / "lexical" / f"{collection}-{where}"
+    if is_server(location):
+        key = hashlib.sha256(str(location).encode()).hexdigest()[:12]
+        return Path(data_dir) / "lexical" / f"{collection}-{key}"
+    folder = Path(location) / "lexical" / collection
+    if not folder.exists():
+        old = Path(data_dir) / "lexical" / f"{collection}-{hashlib.sha256(str(location).encode()).hexdigest()[:12]}"
+        if old.is_dir():
+            try:
+                folder.parent.mkdir(parents=True, exist_ok=True)
+                shutil.move(str(old), str(folder))
+            except OSError:  # read-only, or another process moved it first: the index catches up
+                pass
+    return folder
 
 
 def _guarded(method):
@@ -68,7 +86,10 @@ class Library:
     """Articles in one Chroma collection, searchable by hybrid retrieval.
 
     `path_or_url`: a data folder (embedded Chroma) or http://host:port (Chroma server);
-    default from settings (QA_CHROMA_URL, else QA_DATA_DIR, else ./.qa-data)."""
+    default from settings (QA_CHROMA_URL, else QA_DATA_DIR, else ./.qa-data). An embedded
+    library's folder holds all its data (the lexical index under `lexical/`).
+    `background_index` (servers): a missing or far-behind lexical index is rebuilt in a thread
+    while searches go by vectors; otherwise the first search waits for the rebuild."""
 
     def __init__(
         self,
@@ -77,6 +98,7 @@ class Library:
         *,
         settings: Settings | None = None,
         embedder: Embedder | None = None,
+        background_index: bool = False,
     ):
         self.settings = settings or get_settings()
         location = path_or_url or self.settings.chroma_url or self.settings.data_dir
@@ -84,7 +106,8 @@ class Library:
         self.store = Store(location, collection, self.embedder.name, self.embedder.dim)
         if hasattr(self.embedder, "for_collection"):  # a local model with several encoders
             self.embedder = self.embedder.for_collection(self.store.recorded_encoder())
-        self.retriever = HybridRetriever(self.store, self.embedder, index_dir=lexical_dir(self.settings.data_dir, location, collection))
+        self.retriever = HybridRetriever(self.store, self.embedder, index_dir=lexical_dir(self.settings.data_dir, location, collection),
+                                         background_index=background_index)
 
     @property
     def collection(self) -> str:
@@ -289,11 +312,18 @@ class Library:
         """A grounded Answer(text, kind, citations, grounded, timings): kind span, quote, fact,
         summary (an article's summary or key points), timeline (articles on a topic, newest
         first), or not_found ('The articles don't say.', with the closest passages)."""
-        return self.engine.ask(question, history, filters)
+        return self._with_index_state(self.engine.ask(question, history, filters))
 
     def stream(self, question: str, history=None, filters: Filters | dict | None = None):
         """Yields answer tokens (str) as they are generated, then the final Answer."""
-        return self.engine.stream(question, history, filters)
+        for item in self.engine.stream(question, history, filters):
+            yield item if isinstance(item, str) else self._with_index_state(item)
+
+    def _with_index_state(self, answer):
+        """An answer found while the lexical index was rebuilding says so (vectors alone found it)."""
+        if not self.retriever.chunks.keyword_ready:
+            answer.signals["keyword_index_ready"] = 0.0
+        return answer
 
     @_guarded
     def articles(self) -> list[ArticleRecord]:
@@ -309,10 +339,11 @@ class Library:
         return deleted
 
     @_guarded
-    def check(self, repair: bool = False) -> dict:
+    def check(self, repair: bool = False, progress: Callable[[int, int], None] | None = None) -> dict:
         """Consistency of the store: chunks whose article is gone or was replaced (orphans, e.g.
         from an interrupted ingest), and articles whose stored chunk count differs from the
-        registry's. `repair` deletes orphans and drops incomplete articles (re-ingest them)."""
+        registry's. `repair` deletes orphans and drops incomplete articles (re-ingest them) and
+        brings the lexical index in line (in bulk when far behind; `progress(chunks read, chunks)`)."""
         records = {r.id: r for r in self.store.list_articles()}
         current = {article_id: r.content_hash for article_id, r in records.items()}
         ids, _texts, metas = self.store.all_chunks()
@@ -331,7 +362,13 @@ class Library:
                 self.store.delete_article(article_id)
             self.store.bump_stamp()
         if repair and (orphans or incomplete or lagging):
-            self.retriever.chunks.catch_up()
+            source = self.retriever.chunks
+            source.progress, background = progress, source.background
+            try:
+                source.background = False
+                source.catch_up()
+            finally:
+                source.progress, source.background = None, background
         return {"articles": len(records), "chunks": len(ids), "orphan_chunks": len(orphans),
                 "incomplete_articles": incomplete, "index_lagging_articles": lagging,
                 "repaired": bool(repair and (orphans or incomplete or lagging))}

@@ -9,6 +9,7 @@ no copy of the corpus: candidates' texts and metadata are read per query (ChunkS
 from __future__ import annotations
 
 import datetime
+import logging
 import re
 import tempfile
 import threading
@@ -16,6 +17,7 @@ import time
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -192,12 +194,18 @@ class ChunkSource:
     reloaded (tantivy opens the new segments; nothing is rebuilt). When the index lags the store
     for longer than CATCH_UP_AFTER_S (another host wrote through a shared Chroma server, or a
     writer died between its Chroma write and its index commit), this process catches it up from
-    the registry, article by article."""
+    the registry, article by article. A missing, damaged or far-behind index (more than
+    BULK_SHARE of the articles, at least BULK_MIN) is rebuilt in bulk instead: the store read in
+    pages, one index commit per page. With `background` (a server), the rebuild runs in a thread
+    and searches meanwhile go by vectors alone (`keyword_ready` is False); otherwise the first
+    search waits for it."""
 
     RECORD_CACHE = 20_000  # chunk records kept between queries (~3 KB each with sentence vectors)
     CATCH_UP_AFTER_S = 20.0
+    BULK_SHARE, BULK_MIN = 0.2, 100
+    PAGE = 5000  # chunks read from the store per index commit in a bulk rebuild
 
-    def __init__(self, store: Store, folder: Path | None):
+    def __init__(self, store: Store, folder: Path | None, background: bool = False):
         from .lexical import LexicalIndex
 
         self.store = store
@@ -211,19 +219,30 @@ class ChunkSource:
         self._hashes: dict[str, str | None] = {}  # article id -> current content hash, for the current stamp
         self._lagging_since: float | None = None
         self._checked = False
+        self.background = background
+        self.progress: Callable[[int, int], None] | None = None  # (chunks read, chunks in the store) during a bulk rebuild
+        self._rebuilding: threading.Thread | None = None
+        self.rebuild_error: str | None = None
+
+    @property
+    def keyword_ready(self) -> bool:
+        """False while a background bulk rebuild runs (the keyword leg then finds nothing)."""
+        return self._rebuilding is None or not self._rebuilding.is_alive()
 
     def refresh(self) -> None:
         key = self.store.stamp()
         if key == self.key:
             return
         with self.lock:
-            if key == self.key:
+            if key == self.key or not self.keyword_ready:
                 return
             synced = self.lexical.synced()
             if synced != key:
                 now = time.monotonic()
                 if not self._checked or (self._lagging_since is not None and now - self._lagging_since > self.CATCH_UP_AFTER_S):
                     self.catch_up(key, lock_wait=0.0)  # a process writing right now will bring it in line itself
+                    if not self.keyword_ready:
+                        return  # rebuilding in the background: the next search after it reloads
                     synced = self.lexical.synced()
                     self._lagging_since = now if synced != key else None
                 elif self._lagging_since is None:
@@ -236,14 +255,22 @@ class ChunkSource:
 
     def catch_up(self, stamp: str | None = None, lock_wait: float | None = None) -> dict:
         """Bring the index in line with the registry: articles whose indexed version differs are
-        re-indexed from their stored chunks, articles gone are removed. Returns counts; with
-        lock_wait given, gives up (returns None counts) when another process holds the writer
-        longer than that."""
+        re-indexed from their stored chunks, articles gone are removed; far behind, the whole
+        index is rebuilt in bulk (`rebuilt`: chunks indexed; None while it runs in the
+        background). Returns counts; with lock_wait given, gives up on a per-article catch-up
+        (returns None counts) when another process holds the writer longer than that."""
         stamp = stamp or self.store.stamp()
         current = self.store.current_hashes()
         held = self.lexical.articles()
         stale = [a for a, h in current.items() if held.get(a) != h]
         gone = [a for a in held if a not in current]
+        if len(stale) >= max(self.BULK_MIN, self.BULK_SHARE * len(current)):
+            if self.background:
+                self._rebuilding = threading.Thread(target=self._rebuild_logged, args=(stamp, current), daemon=True,
+                                                    name="lexical-rebuild")
+                self._rebuilding.start()
+                return {"reindexed": None, "removed": None, "rebuilt": None}
+            return {"reindexed": len(stale), "removed": len(gone), "rebuilt": self.rebuild(stamp, current)}
         changes: list = [(a, None, []) for a in gone]
         for article_id in stale:
             got = self.store.chunks.get(where={"$and": [{"article_id": article_id}, {"content_hash": current[article_id]}]},
@@ -259,6 +286,26 @@ class ChunkSource:
                 raise
             return {"reindexed": None, "removed": None}
         return {"reindexed": len(stale), "removed": len(gone)}
+
+    def rebuild(self, stamp: str | None = None, current: dict[str, str] | None = None) -> int:
+        """The whole lexical index again from the store, in bulk; returns the chunks indexed."""
+        stamp = stamp or self.store.stamp()
+        current = self.store.current_hashes() if current is None else current
+        total = self.store.chunk_count()
+        report = (lambda done: self.progress(done, total)) if self.progress else None
+        indexed = self.lexical.rebuild(self.store.chunk_pages(self.PAGE), current, stamp, report)
+        self.key = None  # the next search reloads
+        return indexed
+
+    def _rebuild_logged(self, stamp: str, current: dict[str, str]) -> None:
+        try:
+            self.rebuild(stamp, current)
+            self.rebuild_error = None
+        except Exception as exc:  # noqa: BLE001 - a thread has no caller: keep the reason for `qa check`/logs
+            self.rebuild_error = f"lexical index rebuild failed: {exc}"
+            logging.getLogger(__name__).error(self.rebuild_error)
+        finally:
+            self.key = None
 
     def records(self, chunk_ids: list[str]) -> dict[str, tuple[str, dict]]:
         """(text, metadata) of the chunks among these that are current."""
@@ -288,6 +335,8 @@ class ChunkSource:
         return None if record is None else record[2]
 
     def search(self, query: str, n: int, filters: "Filters") -> list[tuple[str, float]]:
+        if not self.keyword_ready:
+            return []
         return self.lexical.search(tokenize(query), n, filters)
 
     def idf(self, token: str) -> float:
@@ -342,11 +391,12 @@ class HybridRetriever:
     SENTENCE_POOL = 30  # best chunks whose sentences compete
     SECOND_LOOK_ARTICLES = 2  # best articles whose other sentences join the pool
 
-    def __init__(self, store: Store, embedder, candidates: int = 50, index_dir: Path | None = None):
+    def __init__(self, store: Store, embedder, candidates: int = 50, index_dir: Path | None = None,
+                 background_index: bool = False):
         self.store = store
         self.embedder = embedder
         self.candidates = candidates
-        self.chunks = ChunkSource(store, index_dir)
+        self.chunks = ChunkSource(store, index_dir, background=background_index)
         self._encoded: dict[str, tuple] = {}  # sentence vectors of chunks stored without them
 
     def search(self, question: str, k: int = 5, filters: Filters | dict | None = None, mode: str = "hybrid") -> list[Hit]:

@@ -297,20 +297,30 @@ class Store:
         self.chunks.delete(where={"article_id": article_id})
         return True
 
+    def chunk_pages(self, page: int = 5000):
+        """Every chunk record, a page at a time: (ids, texts, metadata) per page."""
+        offset = 0
+        while True:
+            got = self.chunks.get(include=["documents", "metadatas"], limit=page, offset=offset)
+            if got["ids"]:
+                yield got["ids"], got["documents"], got["metadatas"]
+            if len(got["ids"]) < page:
+                return
+            offset += page
+
     def all_chunks(self, page: int = 5000) -> tuple[list[str], list[str], list[dict]]:
         """Every chunk record (ids, texts, metadata), paged so huge collections stay in bounds."""
         ids: list[str] = []
         docs: list[str] = []
         metas: list[dict] = []
-        offset = 0
-        while True:
-            got = self.chunks.get(include=["documents", "metadatas"], limit=page, offset=offset)
-            ids += got["ids"]
-            docs += got["documents"]
-            metas += got["metadatas"]
-            if len(got["ids"]) < page:
-                return ids, docs, metas
-            offset += page
+        for page_ids, page_docs, page_metas in self.chunk_pages(page):
+            ids += page_ids
+            docs += page_docs
+            metas += page_metas
+        return ids, docs, metas
+
+    def chunk_count(self) -> int:
+        return self.chunks.count()
 
     def all_chunk_ids(self, page: int = 10000) -> list[str]:
         """Every chunk id (no texts, no metadata: ~1 s for 100k chunks, metadata would take ~7 s)."""

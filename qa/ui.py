@@ -60,7 +60,7 @@ class App:
         with self._opening:
             if name not in self.libraries:
                 location = self.settings.chroma_url or self.settings.data_dir
-                self.libraries[name] = Library(location, name, settings=self.settings)
+                self.libraries[name] = Library(location, name, settings=self.settings, background_index=True)
         return self.libraries[name]
 
     def warm_up(self) -> None:

@@ -334,17 +334,50 @@ def test_a_write_by_another_process_is_searchable_at_once_without_a_rebuild(stor
     assert all(h.article_id != "ferry" for h in reader.search("ferry deckhands walkout", k=5))
 
 
-def test_an_old_bm25_copy_in_the_data_dir_is_removed(tmp_path, embedder):
-    """Earlier versions kept a whole-corpus BM25 copy under bm25-cache/; nothing reads it now."""
+def test_a_library_is_its_folder_from_any_working_directory(tmp_path, embedder, seed_copy, monkeypatch):
+    """The folder a library is opened with holds all of its data: opened from another working
+    directory, it finds its lexical index (no rebuild, no whole-corpus read), and nothing is
+    written into either working directory."""
     from qa.config import Settings
     from qa.library import Library
 
-    old = tmp_path / "data" / "bm25-cache" / "news"
-    old.mkdir(parents=True)
-    (old / "index.pkl").write_bytes(b"x" * 1000)
-    Library(tmp_path / "db", "news", settings=Settings(data_dir=tmp_path / "data"), embedder=embedder)
-    assert not (tmp_path / "data" / "bm25-cache").exists()
-    assert (tmp_path / "data" / "lexical").is_dir()
+    folder = tmp_path / "news"
+    first_cwd, second_cwd = tmp_path / "one", tmp_path / "two"
+    first_cwd.mkdir()
+    second_cwd.mkdir()
+    monkeypatch.chdir(first_cwd)
+    writer = Library(folder, "news", settings=Settings(), embedder=embedder)
+    assert writer.ingest([seed_copy]).ok
+    before = [(p.start, p.end, round(p.score, 6)) for p in writer.passages(QUESTION, chars=800)]
+    assert (folder / "lexical" / "news").is_dir()
+
+    monkeypatch.chdir(second_cwd)
+    reader = Library(folder, "news", settings=Settings(), embedder=embedder)
+    for name in ("all_chunk_ids", "all_chunks", "current_hashes"):
+        monkeypatch.setattr(reader.store, name, no_whole_corpus)
+    assert [(p.start, p.end, round(p.score, 6)) for p in reader.passages(QUESTION, chars=800)] == before
+    assert list(first_cwd.iterdir()) == [] and list(second_cwd.iterdir()) == []
+
+
+def test_an_index_in_the_old_place_is_moved_into_the_folder(tmp_path, embedder, seed_copy, monkeypatch):
+    """Earlier versions kept the index under the working directory's data dir, keyed by the
+    location: a library opened there again moves it into its folder instead of rebuilding it."""
+    import hashlib
+
+    from qa.config import Settings
+    from qa.library import Library
+
+    monkeypatch.chdir(tmp_path)
+    folder = tmp_path / "news"
+    Library(folder, "news", settings=Settings(), embedder=embedder).ingest([seed_copy])
+    old = tmp_path / ".qa-data" / "lexical" / f"news-{hashlib.sha256(str(folder).encode()).hexdigest()[:12]}"
+    old.parent.mkdir(parents=True)
+    (folder / "lexical" / "news").rename(old)
+
+    reopened = Library(folder, "news", settings=Settings(), embedder=embedder)
+    monkeypatch.setattr(reopened.store, "current_hashes", no_whole_corpus)
+    assert reopened.search("GSOMIA", k=1, mode="keyword")
+    assert (folder / "lexical" / "news").is_dir() and not old.exists()
 
 
 def test_the_registry_is_read_in_pages(make_library, tmp_path, monkeypatch):
@@ -366,3 +399,72 @@ def test_the_registry_is_read_in_pages(make_library, tmp_path, monkeypatch):
     assert len(lib.store.list_articles()) == 7 and len(lib.store.current_hashes()) == 7
     assert reads and all(limit == 3 for limit in reads)  # 3 + 3 + 1, twice: never all at once
     assert len(lib.store.current_hashes_of([a.id for a in lib.store.list_articles()])) == 7
+
+
+def many_articles(tmp_path, n: int = 7):
+    folder = tmp_path / "many"
+    folder.mkdir()
+    for i in range(n):
+        (folder / f"2020-01-0{i + 1}-story-{i}.txt").write_text(
+            f"Story {i}\n\nThe town of Place{i} held its harvest fair number {i}. The mayor of Place{i} opened it.\n")
+    return folder
+
+
+def test_a_deleted_index_is_rebuilt_in_bulk_with_progress(make_library, tmp_path, monkeypatch):
+    """A missing lexical index is rebuilt from the store page by page (one commit per page), not
+    article by article, and ranks exactly as before."""
+    import shutil
+
+    from qa.retrieval import ChunkSource
+
+    lib = make_library()
+    assert lib.ingest([many_articles(tmp_path)]).ok
+    before = [(h.chunk_id, round(h.score, 6)) for h in lib.search("Place3 harvest fair mayor", k=5, mode="keyword")]
+    shutil.rmtree(lib.lexical.folder)
+
+    monkeypatch.setattr(ChunkSource, "BULK_MIN", 3)
+    monkeypatch.setattr(ChunkSource, "PAGE", 4)  # several pages
+    reopened = make_library(lib.collection)
+    per_article = []
+    monkeypatch.setattr(reopened.lexical, "apply", lambda *a, **k: per_article.append(a))
+    seen = []
+    result = reopened.check(repair=True, progress=lambda done, total: seen.append((done, total)))
+    chunks = result["chunks"]
+    assert result["repaired"] and len(result["index_lagging_articles"]) == 7 and not per_article
+    assert seen[-1] == (chunks, chunks) and len(seen) == -(-chunks // 4)
+    assert [(h.chunk_id, round(h.score, 6)) for h in reopened.search("Place3 harvest fair mayor", k=5, mode="keyword")] == before
+    assert reopened.check()["index_lagging_articles"] == []
+
+
+def test_a_server_answers_by_vectors_while_its_index_rebuilds(make_library, tmp_path, monkeypatch):
+    """With background_index (as `qa serve` opens libraries), a missing index is rebuilt in a
+    thread; searches meanwhile go by vectors and the answer says the keyword leg was not ready.
+    Another writer holding the index stands for a long rebuild."""
+    import shutil
+
+    from qa.library import Library
+    from qa.lexical import LexicalIndex
+    from qa.retrieval import ChunkSource
+
+    lib = make_library()
+    assert lib.ingest([many_articles(tmp_path)]).ok
+    folder = lib.lexical.folder
+    shutil.rmtree(folder)
+    monkeypatch.setattr(ChunkSource, "BULK_MIN", 3)
+    blocker = LexicalIndex(folder)
+    held = blocker._writer(0.0)
+    server = Library(lib.store.location, lib.collection, settings=lib.settings, embedder=lib.embedder, background_index=True)
+    try:
+        hits = server.search("Who opened the harvest fair of Place3?", k=3)
+        assert hits and hits[0].article_id.endswith("story-3")
+        assert server.search("Place3 harvest", k=3, mode="keyword") == []
+        assert not server.retriever.chunks.keyword_ready
+        answer = server.ask("Who opened the harvest fair of Place3?")
+        assert answer.signals["keyword_index_ready"] == 0.0 and answer.citations
+    finally:
+        held.rollback()
+        held.wait_merging_threads()
+        del held
+    server.retriever.chunks._rebuilding.join(90)
+    assert server.retriever.chunks.keyword_ready and server.retriever.chunks.rebuild_error is None
+    assert server.search("Place3 harvest", k=1, mode="keyword")[0].article_id.endswith("story-3")
