@@ -36,6 +36,7 @@ from .servers import free_port, wait_for
 from .squad import DEFAULT_SQUAD, load_squad, map_spans, sample, write_jsonl
 
 COLLECTION = "scale"
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def build(folder: Path, target_chunks: int, squad: Path, seed: int) -> dict:
@@ -49,9 +50,9 @@ def build(folder: Path, target_chunks: int, squad: Path, seed: int) -> dict:
     records, _ = load_squad(squad)
     lib = Library(folder, COLLECTION, settings=Settings(data_dir=folder))
     t0 = time.perf_counter()
-    report = lib.ingest([write_jsonl(records, Path(tempfile.mkdtemp()))] + sorted(Path("seeds").glob("*")))
+    report = lib.ingest([write_jsonl(records, Path(tempfile.mkdtemp()))] + sorted((ROOT / "seeds").glob("*")))
     real_chunks = report.chunks_added
-    texts = [a["text"] for a in records] + [p.read_text(errors="ignore") for p in Path("seeds").glob("*.txt")]
+    texts = [a["text"] for a in records] + [p.read_text(errors="ignore") for p in (ROOT / "seeds").glob("*.txt")]
     sentences = sorted({t[s:e] for t in texts for s, e in sentence_spans(t) if 30 <= e - s <= 300})
     vectors = np.asarray(lib.embedder.embed(sentences), dtype=np.float32)
     rng = random.Random(seed)
@@ -189,10 +190,64 @@ def fresh_article(lib, folder: str, chroma_url: str | None = None) -> dict:
     return {"fresh_ingest_other_process_s": ingest_s, "fresh_next_question_s": next_s, "fresh_found": found}
 
 
-def run_probe(folder: Path, qfile: Path, repeats: int, chroma_url: str | None = None) -> dict:
-    out = subprocess.run([sys.executable, "-m", "benchmarks", "scale", "--repeats", str(repeats), "--probe", str(folder), str(qfile)]
-                         + ([chroma_url] if chroma_url else []), check=True, capture_output=True, text=True)
+
+def run_probe(folder: Path, qfile: Path, repeats: int, chroma_url: str | None = None, kind: str = "--probe") -> dict:
+    """A probe in a new process whose working directory is an empty temp dir: the library must be
+    found whole in its folder (an index left under the working directory would not be)."""
+    with tempfile.TemporaryDirectory() as elsewhere:
+        out = subprocess.run([sys.executable, "-m", "benchmarks", "scale", "--repeats", str(repeats), kind, str(folder.resolve()), str(qfile.resolve())]
+                             + ([chroma_url] if chroma_url else []), check=True, capture_output=True, text=True, cwd=elsewhere,
+                             env=os.environ | {"PYTHONPATH": str(ROOT)})
+        assert not any(Path(elsewhere).iterdir()), "the probe wrote into its working directory"
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def rebuild_probe(folder: str, questions_file: str, repeats: int) -> None:
+    """Runs in a fresh process: the lexical index deleted, (1) a serving process (background
+    rebuild) answers a question at once by vectors, (2) the bulk rebuild's wall time, and the
+    rebuilt index gives the same keyword results as the one it replaced. Prints one JSON line."""
+    from qa.config import Settings
+    from qa.library import Library
+
+    questions = [q["question"] for q in json.loads(Path(questions_file).read_text())][:50]
+    lib = Library(folder, COLLECTION, settings=Settings(data_dir=folder))
+    # BM25 scores of the top 10, compared: synthetic chunks repeat sentences, so exact ties are
+    # common and their order follows the index's document order, which a rebuild may change.
+    scores = lambda library: [[round(s, 4) for _, s in library.retriever.chunks.search(q, 10, None)] for q in questions]  # noqa: E731
+    before = scores(lib)
+    index = lib.lexical.folder
+    kept = index.with_name(index.name + ".kept")
+    shutil.rmtree(kept, ignore_errors=True)
+    index.rename(kept)
+    try:
+        server = Library(folder, COLLECTION, settings=Settings(data_dir=folder), background_index=True)
+        server.embedder.embed_query("load the embedder")
+        t = time.perf_counter()
+        hits = server.search(questions[0], k=5)
+        answered_s = time.perf_counter() - t
+        during = {"answered_during_rebuild_s": answered_s, "answered_by_vectors": bool(hits),
+                  "keyword_ready_then": server.retriever.chunks.keyword_ready}
+        server.retriever.chunks._rebuilding.join()
+        background_s = time.perf_counter() - t
+        del server
+        import gc
+
+        gc.collect()
+        shutil.rmtree(index)
+        fresh = Library(folder, COLLECTION, settings=Settings(data_dir=folder))
+        fresh.retriever.chunks.background = False
+        t = time.perf_counter()
+        indexed = fresh.retriever.chunks.rebuild()
+        rebuild_s = time.perf_counter() - t
+        fresh.retriever.chunks.refresh()
+        after = scores(fresh)
+        shutil.rmtree(kept)
+    except BaseException:
+        shutil.rmtree(index, ignore_errors=True)
+        kept.rename(index)
+        raise
+    print(json.dumps({"rebuild_s": rebuild_s, "rebuild_chunks": indexed, "background_rebuild_s": background_s, **during,
+                      "keyword_scores_same": sum(a == b for a, b in zip(after, before)) / len(before)}))
 
 
 def server_probe(folder: Path, qfile: Path, repeats: int) -> dict:
@@ -244,10 +299,13 @@ def main(argv=None) -> None:
     parser.add_argument("--chroma-server", action="store_true",
                         help="also measure a serving process with the store behind a Chroma server (`chroma run` on the built folder)")
     parser.add_argument("--probe", nargs="+", help=argparse.SUPPRESS)
+    parser.add_argument("--probe-rebuild", nargs=2, help=argparse.SUPPRESS)
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "scale.json"))
     args = parser.parse_args(argv)
     if args.probe:
         return probe(*args.probe[:2], args.repeats, *args.probe[2:])
+    if args.probe_rebuild:
+        return rebuild_probe(*args.probe_rebuild, args.repeats)
 
     folder = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="qa-scale-"))
     try:
@@ -268,6 +326,7 @@ def main(argv=None) -> None:
         measured = run_probe(folder, qfile, args.repeats)
         restarts = [run_probe(folder, qfile, 0)["first_search_s"] for _ in range(3)]
         measured["restart_first_search_s"] = statistics.median(restarts)
+        measured |= run_probe(folder, qfile, 0, kind="--probe-rebuild")
         qa = str(Path(sys.executable).parent / "qa")
         env = os.environ | {"QA_DATA_DIR": str(folder), "QA_COLLECTION": COLLECTION}
         cold_help = statistics.median(wall([qa, "--help"]) for _ in range(3))
@@ -297,6 +356,10 @@ def print_table(r: dict) -> None:
     print(f"freshness: an article ingested by another process ({r['fresh_ingest_other_process_s']:.1f} s) -> found by the next "
           f"question here: {r['fresh_found']}, in {r['fresh_next_question_s'] * 1000:.0f} ms")
     print(f"store on disk: {r['store_mb']:.0f} MB; cold `qa ask`: {r['cold_qa_ask_s']:.1f} s; `qa --help`: {r['qa_help_s']:.2f} s")
+    if "rebuild_s" in r:
+        print(f"lexical index deleted: bulk rebuild {r['rebuild_s']:.1f} s ({r['rebuild_chunks']:,} chunks; BM25 top-10 scores as before: "
+              f"{r['keyword_scores_same']:.0%}); a serving process answered by vectors in {r['answered_during_rebuild_s']:.2f} s "
+              f"while it rebuilt in the background ({r['background_rebuild_s']:.1f} s)")
     if r.get("chroma_server"):
         c = r["chroma_server"]
         print(f"through a Chroma server: first search {c['first_search_s']:.2f} s, hybrid p50/p95 {c['modes']['hybrid']['p50_ms']:.1f} / "
