@@ -127,6 +127,10 @@ def ask(
     live = not as_json and sys.stdout.isatty()  # stream tokens to a person, not to a pipe
 
     def work():
+        from .config import get_settings
+        from .lazy import preload_answering
+
+        preload_answering(get_settings(**_options), question)
         from .engine import Answer
 
         lib = _library()

@@ -90,21 +90,27 @@ class LocalLLM:
         self.prefix: str | None = None
         self._model = None
         self._lock = threading.Lock()  # one llama.cpp context serves one request at a time
+        self._loading = threading.Lock()  # a warm-up thread and the first question: one load
         self._prefix_tokens = 0  # tokens of the cached few-shot prefix, once loaded
 
     @property
     def model(self):
         if self._model is None:
-            from llama_cpp import Llama
-
-            with _quiet_stderr():  # llama.cpp prints load notes from C even with verbose=False
-                model = Llama(model_path=model_path(self.model_name, self.cache_dir), n_ctx=self.context,
-                              n_threads=self.threads, verbose=False)
-            if self.prefix:
-                self._prime(model, self.prefix)
-            self._model = model
-            _LOADED.add(self)
+            with self._loading:
+                if self._model is None:
+                    self._load()
         return self._model
+
+    def _load(self) -> None:
+        from llama_cpp import Llama
+
+        with _quiet_stderr():  # llama.cpp prints load notes from C even with verbose=False
+            model = Llama(model_path=model_path(self.model_name, self.cache_dir), n_ctx=self.context,
+                          n_threads=self.threads, verbose=False)
+        if self.prefix:
+            self._prime(model, self.prefix)
+        self._model = model
+        _LOADED.add(self)
 
     def keep_prefix(self, prefix: str) -> None:
         """Text every prompt starts with (the few-shot examples). When the model loads, its state
@@ -336,6 +342,7 @@ def for_visitor(server: Settings, backend: str | None = None, model: str | None 
 
 
 _CACHE: dict[tuple, LLM] = {}
+_CACHE_LOCK = threading.Lock()  # a warm-up thread and the first question may ask at once
 _LOADED: "weakref.WeakSet[LocalLLM]" = weakref.WeakSet()  # local models holding a llama.cpp context
 
 
@@ -366,20 +373,21 @@ def get_llm(settings: Settings) -> LLM:
     key = settings.llm_api_key.get_secret_value() if settings.llm_api_key else None
     cache_key = (backend, settings.llm_model, settings.llm_base_url, settings.llm_api, key, settings.cache_dir,
                  settings.local_model if backend == "local" else None)
-    if cache_key in _CACHE:
-        return _CACHE[cache_key]
-    if backend == "local":
-        llm: LLM = LocalLLM(local_model(settings), threads=settings.llm_threads, cache_dir=settings.cache_dir)
-    else:
-        if backend == "openai-compatible" and not settings.llm_base_url:
-            raise BackendError("the openai-compatible backend needs a base URL (QA_LLM_BASE_URL or --base-url)")
-        llm = OpenAILLM(
-            model=settings.llm_model or ("gpt-4o-mini" if backend == "openai" else "default"),
-            base_url=settings.llm_base_url if backend == "openai-compatible" else None,
-            api_key=key,
-            style=settings.llm_api or "chat",
-            timeout=settings.llm_timeout,
-            retries=settings.llm_retries,
-        )
-    _CACHE[cache_key] = llm
-    return llm
+    with _CACHE_LOCK:
+        if cache_key in _CACHE:
+            return _CACHE[cache_key]
+        if backend == "local":
+            llm: LLM = LocalLLM(local_model(settings), threads=settings.llm_threads, cache_dir=settings.cache_dir)
+        else:
+            if backend == "openai-compatible" and not settings.llm_base_url:
+                raise BackendError("the openai-compatible backend needs a base URL (QA_LLM_BASE_URL or --base-url)")
+            llm = OpenAILLM(
+                model=settings.llm_model or ("gpt-4o-mini" if backend == "openai" else "default"),
+                base_url=settings.llm_base_url if backend == "openai-compatible" else None,
+                api_key=key,
+                style=settings.llm_api or "chat",
+                timeout=settings.llm_timeout,
+                retries=settings.llm_retries,
+            )
+        _CACHE[cache_key] = llm
+        return llm

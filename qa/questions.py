@@ -13,6 +13,7 @@ import threading
 from functools import lru_cache
 
 from .errors import InputError
+from .lazy import load_once
 
 
 def check_question(question: str | None, max_chars: int) -> str:
@@ -176,7 +177,7 @@ def torch_hidden():
         _NO_TORCH.active.on = previous
 
 
-@lru_cache(maxsize=1)
+@load_once
 def _all_lemmas():
     with torch_hidden():
         from lemminflect import getAllLemmas

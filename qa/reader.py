@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
+from .lazy import load_once
 from .questions import content_lemmas, torch_hidden
 
 RULE_FILE = Path(__file__).resolve().parent / "reader.json"
@@ -75,7 +76,7 @@ def wanted(question: str) -> Wanted:
     return Wanted("what")
 
 
-@lru_cache(maxsize=1)
+@load_once
 def pipeline():
     """spaCy's English pipeline (its CPU components need no torch: see torch_hidden)."""
     with torch_hidden():

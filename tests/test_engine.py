@@ -118,3 +118,45 @@ def test_cli_ask_json_and_errors(tmp_path):
     down = run("ask", "--backend", "openai-compatible", "--base-url", "http://127.0.0.1:9/v1", QUESTION)
     assert down.returncode == 2
     assert down.stderr.strip() == "error: LLM server unreachable at http://127.0.0.1:9/v1"
+
+
+def test_a_loader_shared_by_a_warm_up_thread_runs_once():
+    """`qa ask` loads spaCy, the lemma tables and the local model in a thread while it opens the
+    store; the first question may ask for the same thing meanwhile: it must wait for that load,
+    not start a second one."""
+    import threading
+    import time
+
+    from qa.lazy import load_once
+
+    calls = []
+
+    @load_once
+    def slow():
+        calls.append(threading.current_thread().name)
+        time.sleep(0.3)
+        return object()
+
+    results = []
+    threads = [threading.Thread(target=lambda: results.append(slow()), name=f"t{i}") for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(calls) == 1 and len({id(r) for r in results}) == 1 and slow() is results[0]
+
+
+def test_preloading_then_asking_loads_the_local_model_once(seeded_library, monkeypatch):
+    """The warm-up thread and the question share one model (and one primed prefix)."""
+    from qa.lazy import preload_answering
+    from qa.llms import LocalLLM
+
+    llm = get_llm(seeded_library.settings)
+    llm.close()  # as in a fresh process: not loaded yet
+    loads = []
+    original = LocalLLM._load
+    monkeypatch.setattr(LocalLLM, "_load", lambda self: (loads.append(self), original(self)))
+    thread = preload_answering(seeded_library.settings, QUESTION)
+    answer = seeded_library.ask(QUESTION)
+    thread.join(60)
+    assert "Motegi" in answer.text and len(loads) == 1
