@@ -302,13 +302,18 @@ def load_file(path: Path, max_bytes: int | None = None) -> LoadResult:
 
 
 def iter_files(paths: list[Path]) -> tuple[list[Path], list[InputError]]:
-    """Expand folders (recursively, supported types only, symlink loops skipped)."""
+    """Expand folders (recursively, supported types only, symlink loops skipped). A library's
+    own data folder met on the way (it holds chroma.sqlite3; its lexical index has .json files)
+    is not articles: it is skipped whole."""
     files, errors, seen = [], [], set()
     for path in paths:
         if not path.exists():
             errors.append(InputError(str(path), "no such file or folder"))
         elif path.is_dir():
+            libraries = [store.parent for store in path.rglob("chroma.sqlite3")]
             for child in sorted(path.rglob("*")):
+                if any(library == child or library in child.parents for library in libraries):
+                    continue
                 try:
                     real = child.resolve(strict=True)
                 except (OSError, RuntimeError):

@@ -177,12 +177,50 @@ def torch_hidden():
         _NO_TORCH.active.on = previous
 
 
-@load_once
-def _all_lemmas():
-    with torch_hidden():
-        from lemminflect import getAllLemmas
+LEMMA_TABLE_FORMAT = "v1"
 
-    return getAllLemmas
+
+@load_once
+def _lemma_table() -> dict[str, str]:
+    """word -> its dictionary lemma where that differs (a verb reading first: said -> say), for
+    every word lemminflect knows. Derived once per machine into the cache folder and read from
+    there (~30 ms), where lemminflect's own files take ~0.25 s and import spaCy with them — a
+    cold `qa ask` that needs no spaCy, or loads it in another thread, does not wait for that."""
+    import importlib.metadata
+    import os
+    import pickle
+    from pathlib import Path
+
+    from .cache import default_cache_dir, write_atomically
+
+    version = importlib.metadata.version("lemminflect")
+    path = Path(os.environ.get("QA_CACHE_DIR") or default_cache_dir()) / f"lemmas-{version}-{LEMMA_TABLE_FORMAT}.pickle"
+    try:
+        return pickle.loads(path.read_bytes())
+    except (OSError, pickle.UnpicklingError, EOFError, ValueError):
+        pass
+    with torch_hidden():
+        from lemminflect import Lemmatizer
+    lemmatizer = Lemmatizer()
+    words = set(lemmatizer._getLemmaDict()) | set(lemmatizer._getOverridesDict())
+    table = {}
+    for word in words:
+        chosen = _dictionary_lemma(word, lemmatizer.getAllLemmas(word))
+        if chosen != word:
+            table[word] = chosen
+    try:
+        write_atomically(path, pickle.dumps(table, protocol=pickle.HIGHEST_PROTOCOL))
+    except OSError:
+        pass  # a read-only cache: derived again by the next process
+    return table
+
+
+def _dictionary_lemma(word: str, lemmas: dict) -> str:
+    # A verb reading wins (said -> say, not the adjective "said"); else noun, else anything.
+    for pos in ("VERB", "AUX", "NOUN", "ADJ", "ADV", "PROPN"):
+        if pos in lemmas:
+            return lemmas[pos][0]
+    return word
 
 
 @lru_cache(maxsize=100_000)
@@ -191,12 +229,7 @@ def lemma(word: str) -> str:
     word = word.lower().replace("’", "'")
     if word.endswith("'s"):
         word = word[:-2]
-    lemmas = _all_lemmas()(word)
-    # A verb reading wins (said -> say, not the adjective "said"); else noun, else anything.
-    for pos in ("VERB", "AUX", "NOUN", "ADJ", "ADV", "PROPN"):
-        if pos in lemmas:
-            word = lemmas[pos][0]
-            break
+    word = _lemma_table().get(word, word)
     for pattern, replacement in _DERIVATIONS:
         word = pattern.sub(replacement, word)
     return _stemmer().stemWord(word)

@@ -156,7 +156,8 @@ def test_preloading_then_asking_loads_the_local_model_once(seeded_library, monke
     loads = []
     original = LocalLLM._load
     monkeypatch.setattr(LocalLLM, "_load", lambda self: (loads.append(self), original(self)))
-    thread = preload_answering(seeded_library.settings, QUESTION)
+    threads = preload_answering(seeded_library.settings, QUESTION)
     answer = seeded_library.ask(QUESTION)
-    thread.join(60)
+    for thread in threads:
+        thread.join(60)
     assert "Motegi" in answer.text and len(loads) == 1

@@ -468,3 +468,18 @@ def test_a_server_answers_by_vectors_while_its_index_rebuilds(make_library, tmp_
     server.retriever.chunks._rebuilding.join(90)
     assert server.retriever.chunks.keyword_ready and server.retriever.chunks.rebuild_error is None
     assert server.search("Place3 harvest", k=1, mode="keyword")[0].article_id.endswith("story-3")
+
+
+def test_ingesting_a_folder_that_holds_the_library_skips_the_library_itself(tmp_path, embedder):
+    """`qa ingest .` where the data folder sits inside: the library's own files (its lexical
+    index has .json files) are never read as articles."""
+    from qa.config import Settings
+    from qa.library import Library
+
+    (tmp_path / "2020-01-01-fair.txt").write_text("Fair opens\n\nThe town fair opened on Monday with a parade.\n")
+    lib = Library(tmp_path / "data", "news", settings=Settings(), embedder=embedder)
+    first = lib.ingest([tmp_path])
+    assert first.ok and first.added == ["2020-01-01-fair"]
+    assert list((tmp_path / "data").rglob("*.json"))  # there is something that could have been misread
+    again = lib.ingest([tmp_path])
+    assert again.ok and again.unchanged == ["2020-01-01-fair"] and not again.added
