@@ -28,13 +28,6 @@ from .report import machine_line, save
 
 ROOT = Path(__file__).resolve().parents[1]
 QUESTION = "Who said GSOMIA scrapping was a misjudgment?"
-# `qa ask` as the console script runs it, then a report of whether torch was imported.
-ASK_AND_REPORT = (
-    "import sys\nfrom qa.cli import main\nsys.argv = ['qa', 'ask', sys.argv[1]]\n"
-    "try:\n    main()\nexcept SystemExit:\n    pass\nprint('torch imported:', 'torch' in sys.modules, file=sys.stderr)\n"
-)
-
-
 def timed_run(command: list[str], env: dict) -> tuple[float, subprocess.CompletedProcess]:
     started = time.perf_counter()
     done = subprocess.run(command, env=env, capture_output=True, text=True)
@@ -81,10 +74,13 @@ def main(argv=None) -> None:
         os.environ["QA_CACHE_DIR"] = env["QA_CACHE_DIR"]  # the machine line reads the same cache
         asks = []
         for _ in range(args.repeats + 1):
-            elapsed, done = timed_run([sys.executable, "-c", ASK_AND_REPORT, QUESTION], env)
+            elapsed, done = timed_run([qa, "ask", QUESTION], env)
             asks.append(elapsed)
-        torch_imported = "torch imported: True" in done.stderr
         answer = done.stdout.strip().splitlines()[0] if done.stdout.strip() else ""
+        # One more run that lists its imports (not timed: listing them costs time). A blocked
+        # attempt (see questions.torch_hidden) is listed as "torch" alone; a real import loads torch._C.
+        _, listed = timed_run([qa, "ask", QUESTION], env | {"PYTHONPROFILEIMPORTTIME": "1"})
+        torch_imported = any(line.split("|")[-1].strip() == "torch._C" for line in listed.stderr.splitlines())
         serve = [first_answer_seconds(qa, env) for _ in range(max(1, args.repeats // 2))]
     result = {
         "benchmark": "cold", "machine": machine_line(),

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Optional
@@ -12,6 +13,7 @@ import typer
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Question answering over news articles.")
 _options: dict = {}
+_entry = False
 LOCAL_MODEL_HELP = "Local backend's model: gemma-3-270m | qwen2.5-coder-1.5b | auto | a .gguf path [env QA_LOCAL_MODEL]."
 
 
@@ -145,6 +147,7 @@ def ask(
     answer = _run(work)
     if as_json:
         typer.echo(json.dumps(answer.to_dict(), indent=2))
+        _finish_read_only()
         return
     # What streamed was the model's raw text; the grounded answer may differ (snapped or refused).
     if live:
@@ -161,6 +164,21 @@ def ask(
             typer.echo(f"  - {c.title} ({c.published or 'undated'}) {c.article_id}:{c.start}-{c.end}\n    \"{c.quote}\"")
     if not answer.refused:
         typer.echo(f"{answer.kind} · grounded: {answer.grounded:.0%}")
+    _finish_read_only()
+
+
+def _finish_read_only() -> None:
+    """End a command that wrote nothing at once: its output flushed and its models closed, the
+    interpreter's teardown (freeing spaCy, Chroma and ONNX objects one by one: ~0.35 s of a cold
+    `qa ask`) is skipped. Only when this process is the `qa` command itself."""
+    if not _entry:
+        return
+    from .llms import close_all
+
+    sys.stdout.flush()
+    sys.stderr.flush()
+    close_all()
+    os._exit(0)
 
 
 @app.command()
@@ -341,6 +359,8 @@ def serve(
 
 
 def main():
+    global _entry
+    _entry = True  # this process is the `qa` command (not a caller of app())
     app()
 
 
