@@ -3,14 +3,15 @@
     python -m benchmarks answers --natural PATH --seed 1 --answerable 100 --backend ... \
         --min-answerability-chat 0 --out natural.json        # the model sees every question
     python -m benchmarks answers --min-answerability-chat 0 --out squad.json ...
-    python -m evals.chat_fit natural.json [squad.json] [--min-refused 0.9] [--write]
+    python -m evals.chat_fit natural.json [squad.json] [--min-refused 0.9] [--rule local] [--write]
 
 With the model answering everything, what any threshold would do is known row by row: a
 question scored below it is refused before the model (and costs no generation); above it, the
 model's own outcome stands (its answer, its refusal, or the grounding check's). The threshold kept
 is the one with the most useful answers on the natural questions while refusing at least
 --min-refused of the out-of-library ones; SQuAD's same-paragraph unanswerables are reported beside
-it. --write stores it as "chat" in qa/answerability.json with these figures."""
+it. --write stores it as "chat" / RULE in qa/answerability.json with these figures (engine.chat_threshold
+reads it for that rule)."""
 
 from __future__ import annotations
 
@@ -44,6 +45,8 @@ def main(argv=None) -> None:
     parser.add_argument("natural", help="benchmarks answers --natural output, run with --min-answerability-chat 0")
     parser.add_argument("squad", nargs="?", help="benchmarks answers (SQuAD) output, run the same way")
     parser.add_argument("--min-refused", type=float, default=0.9, help="out-of-library questions refused, at least")
+    parser.add_argument("--rule", default="local", choices=["local", "evidence"],
+                        help="the rule the runs were scored by: local (the packaged Gemma scores; where it is installed) or evidence")
     parser.add_argument("--write", action="store_true")
     args = parser.parse_args(argv)
 
@@ -63,12 +66,13 @@ def main(argv=None) -> None:
     print(f"chosen: {chosen_t:.4f} (most useful natural answers with {out_kind} >= {args.min_refused})")
     if args.write:
         rules = json.loads(ANSWERABILITY.read_text())
-        rules["chat"] = {
+        rules.setdefault("chat", {})[args.rule] = {
             "threshold": round(chosen_t, 6),
-            "fitted_on": {"natural": natural["summary"].get("backend"), "questions": len(rows),
+            "fitted_on": {"natural": natural["summary"].get("backend"), "seed": natural["summary"].get("seed"), "questions": len(rows),
                           "squad_questions": len(squad["rows"]) if squad else 0},
             "figures": {"natural": chosen} | ({"squad": outcome(squad["rows"], chosen_t)} if squad else {}),
-            "note": "evidence-rule score below which a chat model is not asked (evals/chat_fit.py)",
+            "note": f"score of the {args.rule} answer/refuse rule below which a chat model is not asked "
+                    "(evals/chat_fit.py, runs with the model answering every question)",
         }
         ANSWERABILITY.write_text(json.dumps(rules, indent=2) + "\n")
         print(f"wrote {ANSWERABILITY}")
