@@ -30,6 +30,7 @@ browser:
 	@command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null)
 
 test: setup browser
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest
 
 bench: setup

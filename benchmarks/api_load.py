@@ -48,7 +48,7 @@ def mixed_load(port: int, ask, clients: int, articles: int, run: str = "") -> di
     """Clients ask round after round while `articles` are POSTed one by one; then each is searched."""
     import threading
 
-    from qa.metrics import percentile
+    from qa.answer.metrics import percentile
 
     base = f"http://127.0.0.1:{port}/v1"
     ingest_errors, done = [], threading.Event()
@@ -89,7 +89,7 @@ def mixed_load(port: int, ask, clients: int, articles: int, run: str = "") -> di
 
 
 def main(argv=None) -> None:
-    from qa.metrics import percentile
+    from qa.answer.metrics import percentile
 
     parser = argparse.ArgumentParser(prog="python -m benchmarks api-load", description=__doc__)
     parser.add_argument("--clients", type=int, default=20)

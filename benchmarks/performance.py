@@ -45,8 +45,8 @@ def ours(folder: Path, encoder: str, embedders: dict):
 def load_embedders() -> tuple[dict, dict]:
     """Every encoder this CPU runs natively, loaded and warmed; and the machine's measured choice."""
     from qa.config import get_settings
-    from qa.embeddings import MiniLMEmbedder
-    from qa.encoders import VARIANTS, cpu_supports_bf16
+    from qa.models.embeddings import MiniLMEmbedder
+    from qa.models.encoders import VARIANTS, cpu_supports_bf16
 
     cache = get_settings().cache_dir
     measurements = MiniLMEmbedder(cache_dir=cache).encoders.measurements()
@@ -87,7 +87,7 @@ def setup(args):
 
 
 def run_ingest(args) -> dict:
-    from qa.chunking import chunk_text
+    from qa.text.chunking import chunk_text
 
     tmp, corpus, texts, chosen = setup(args)
     chars = sum(len(t) for t in texts.values())
@@ -175,7 +175,7 @@ def run_query(args) -> dict:
                 search(q.question)
                 run.append((time.perf_counter() - t0) * 1000)
             latencies[name].append(run)
-    from qa.metrics import percentile
+    from qa.answer.metrics import percentile
 
     rows = []
     for name, runs in latencies.items():

@@ -11,8 +11,8 @@ def machine_line() -> str:
     """CPU, the flags that decide encoder speed, and the encoder this machine chose (measuring it
     now if it never has)."""
     from qa.config import get_settings
-    from qa.embeddings import MiniLMEmbedder
-    from qa.encoders import cpu_flags, cpu_name
+    from qa.models.embeddings import MiniLMEmbedder
+    from qa.models.encoders import cpu_flags, cpu_name
 
     chosen = MiniLMEmbedder(cache_dir=get_settings().cache_dir).encoders.measurements()["chosen"]
     return f"CPU: {cpu_name()}, flags {' '.join(cpu_flags()) or 'none of avx2/avx512/amx'}; encoder chosen here: {chosen}"

@@ -25,14 +25,14 @@ def covers(hit, spans) -> bool:
 
 def cleaned_texts(corpus: Path) -> dict[str, str]:
     """The article texts exactly as ingest stores them."""
-    from qa.articles import load_file
+    from qa.ingest.articles import load_file
 
     return {a.id: a.text for a in load_file(corpus).articles}
 
 
 def run(args) -> dict:
     from qa.config import Settings
-    from qa.embeddings import get_embedder
+    from qa.models.embeddings import get_embedder
     from qa.library import Library
 
     records, questions = load_squad(Path(args.squad))

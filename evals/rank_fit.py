@@ -1,4 +1,4 @@
-"""Fit the evidence ranking (qa/ranking.json) on the questions people ask about news.
+"""Fit the evidence ranking (qa/retrieve/ranking.json) on the questions people ask about news.
 
     python -m evals.rank_fit --natural PATH/newsqa-dev-b.json [--library 150] [--squad 400] [--write]
 
@@ -8,7 +8,7 @@ retrieved sentence (the answer chain's pool) is labelled by whether it holds a g
 weights are a listwise softmax over each question's sentences (L2-regularised, standardised
 features), and the figures are cross-validated by story (5 folds): the share of questions whose
 top sentence, and top three, hold the answer, for the fitted weights and for the ones in
-qa/ranking.json now. SQuAD 2.0 questions kept apart from its benchmark check that nothing
+qa/retrieve/ranking.json now. SQuAD 2.0 questions kept apart from its benchmark check that nothing
 slides there. The file stays out of the repository (research-use licence); only the weights
 are committed."""
 
@@ -55,7 +55,7 @@ def gather(natural: Path, library: int, squad: int) -> dict[str, list[dict]]:
 
 
 def matrices(items: list[dict]) -> list[tuple[np.ndarray, np.ndarray, str]]:
-    from qa.ranking import features
+    from qa.retrieve.ranking import features
 
     from .run import contains_gold
 
@@ -133,7 +133,7 @@ def main(argv=None) -> None:
     parser.add_argument("--write", action="store_true")
     args = parser.parse_args(argv)
 
-    from qa.ranking import FEATURES, RANK_FILE, weights
+    from qa.retrieve.ranking import FEATURES, RANK_FILE, weights
 
     cache = CACHE / "rank-fit-pools.pkl"
     if args.reuse and cache.exists():

@@ -1,4 +1,4 @@
-"""Fit the reader (qa/reader.json) and the answer/refuse rule (qa/answerability.json) on the
+"""Fit the reader (qa/answer/reader.json) and the answer/refuse rule (qa/answer/answerability.json) on the
 questions people ask about news, plus SQuAD 2.0.
 
     python -m evals.reader_fit --natural PATH/newsqa-dev-b.json [--library 120] [--held-out 48]
@@ -6,7 +6,7 @@ questions people ask about news, plus SQuAD 2.0.
 
 The library is built with the encoder settings choose (QA_EMBED_PRECISION): an answer/refuse rule
 fitted with one whose vectors disagree with fp32 (onnx-int8) is written under "encoders" in
-qa/answerability.json and serves the collections that encoder wrote; run it once per kind.
+qa/answer/answerability.json and serves the collections that encoder wrote; run it once per kind.
 
 The natural questions are NewsQA's (the file stays out of the repository: research-use licence;
 only the fitted numbers are committed). Stories the answer benchmark samples by default
@@ -106,11 +106,11 @@ def natural_split(path: Path, library: int, held_out: int, benchmark_stories: in
 
 def collect(lib, items, engine, use_model: bool) -> list[dict]:
     """Per question: the evidence signals, and every candidate with its features and label."""
-    from qa.engine import evidence_signals, model_signals
-    from qa.ranking import rank_evidence
-    from qa.metrics import token_f1
-    from qa.questions import answer_kind
-    from qa.reader import candidates
+    from qa.answer.answerability import evidence_signals, model_signals
+    from qa.retrieve.ranking import rank_evidence
+    from qa.answer.metrics import token_f1
+    from qa.answer.questions import answer_kind
+    from qa.answer.reader import candidates
 
     from .run import contains_gold
 
@@ -141,7 +141,7 @@ def collect(lib, items, engine, use_model: bool) -> list[dict]:
 def model_scores(rows: list[dict], llm, rules: dict) -> None:
     """The local model's scores for the best MODEL_SCORED candidates of each question by the
     evidence rule (as qa.reader.read does at answer time)."""
-    from qa.reader import MODEL_SCORED, Candidate, add_model_ranks, probability
+    from qa.answer.reader import MODEL_SCORED, Candidate, add_model_ranks, probability
 
     for n, row in enumerate(rows, 1):
         if not row["candidates"]:
@@ -171,7 +171,7 @@ def fit_rule(examples: list[dict], features: list[str]) -> dict:
 def decide(row: dict, rule: dict, name: str, threshold: float) -> tuple[bool, bool, float, float]:
     """(useful, span right, best probability, its type fit) of the answer this row gets: the best
     candidate when its probability reaches the threshold, else the best sentences quoted."""
-    from qa.reader import probability
+    from qa.answer.reader import probability
 
     pool = [c for c in row["candidates"] if name == "evidence" or c.get("scored")]
     if not pool:
@@ -208,7 +208,7 @@ def main(argv=None) -> None:
                         help="Write the rules for every encoder (top level, no per-encoder rules), whichever fitted them.")
     args = parser.parse_args(argv)
 
-    from qa.reader import FEATURES, RULE_FILE
+    from qa.answer.reader import FEATURES, RULE_FILE
 
     from qa.config import get_settings
 
@@ -275,7 +275,7 @@ def main(argv=None) -> None:
             plot(points, chosen, HERE / f"refusal-curve-{name}{suffix}.png",
                  f"Answer or refuse ({name} rule{', ' + encoder if own else ''}): out-of-library questions")
     if args.write:
-        from qa.engine import ANSWERABILITY
+        from qa.answer.answerability import ANSWERABILITY
 
         note = ((f"encoder {encoder}; " if own else "") + f"fitted by `python -m evals.reader_fit` on {len(answerable)} answerable questions "
                 f"(NewsQA stories the natural benchmark does not sample, SQuAD 2.0 kept apart from its benchmark) and "
@@ -300,9 +300,9 @@ def main(argv=None) -> None:
 def gather(args) -> list[dict]:
     from evals.datasets import EvalItem
     from qa.config import Settings
-    from qa.engine import Engine
+    from qa.answer.chain import Engine
     from qa.library import Library
-    from qa.llms import get_llm
+    from qa.models.backends import get_llm
 
     from .squad import DEFAULT_SQUAD, load_squad, sample, write_jsonl
 
@@ -329,7 +329,7 @@ def gather(args) -> list[dict]:
                               kind=q.kind or ("squad_unanswerable" if q.unanswerable else source or "natural")) for q in chosen]
             rows += [r | {"encoder": lib.embedder.recorded} for r in collect(lib, items, engine, use_model=hasattr(llm, "score"))]
     span_rows = [r for r in rows if r["candidates"] and not r["unanswerable"]]
-    from qa.reader import FEATURES
+    from qa.answer.reader import FEATURES
 
     evidence_rule = fit_rule([c for r in span_rows for c in r["candidates"]], [f for f in FEATURES if not f.startswith("lm_")])
     if hasattr(llm, "score"):

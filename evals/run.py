@@ -12,8 +12,8 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from qa.engine import KINDS
-from qa.metrics import exact_match, normalise_answer, percentile, token_f1
+from qa.answer.types import KINDS
+from qa.answer.metrics import exact_match, normalise_answer, percentile, token_f1
 
 from .datasets import EvalItem, load_dataset
 
@@ -94,7 +94,7 @@ def question_word(question: str) -> str:
 def evidence_reach(lib, item: EvalItem) -> dict:
     """Where the gold answer is in what retrieval gives the answer chain: the top three evidence
     sentences, and the passages within 1,500 and 2,500 characters."""
-    from qa.ranking import rank_evidence
+    from qa.retrieve.ranking import rank_evidence
 
     top = rank_evidence(item.question, lib.sentences(item.question))[:3]
     reach = {"top1_holds": bool(top) and contains_gold(top[0].text, item.answers),
@@ -362,7 +362,7 @@ def run_eval(
     summary = summarise(rows)
     run = Path(out) if out else Path("evals/runs") / f"{dataset.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     run.mkdir(parents=True, exist_ok=True)
-    from qa.encoders import cpu_flags
+    from qa.models.encoders import cpu_flags
 
     meta = {"dataset": str(dataset_path), "corpus": ", ".join(str(c) for c in dataset.corpus), "backend": backend,
             "encoder": encoder, "cpu_flags": " ".join(cpu_flags()),

@@ -26,7 +26,7 @@ class Question:
 
 def load_squad(path: Path = DEFAULT_SQUAD) -> tuple[list[dict], list[Question]]:
     """Articles as JSONL-ready records ({id, title, text}) and all questions."""
-    from qa.articles import slugify
+    from qa.ingest.articles import slugify
 
     data = json.loads(Path(path).read_text())["data"]
     records, questions = [], []
@@ -71,7 +71,7 @@ def map_spans(cleaned: dict[str, str], questions: list[Question]) -> None:
     """Gold spans into offsets of the cleaned article text that was actually stored. Cleaning
     collapses runs of spaces and drops invisible characters, so each answer is found again in
     its cleaned paragraph, at the occurrence nearest its original position."""
-    from qa.articles import clean_story
+    from qa.ingest.articles import clean_story
 
     starts: dict[str, list[int]] = {}
     for article_id, text in cleaned.items():
@@ -98,7 +98,7 @@ def hold_out(records: list[dict], questions: list[Question], stories: int, out_o
     """A library of `stories` sampled stories, their questions, and `out_of_library` questions
     about the stories left out, marked unanswerable — but none whose answer string appears in a
     story of the library (it might be answerable after all)."""
-    from qa.metrics import normalise_answer
+    from qa.answer.metrics import normalise_answer
 
     rng = random.Random(seed)
     chosen = set(rng.sample([r["id"] for r in records], min(stories, len(records))))

@@ -9,23 +9,27 @@
 
 from typing import TYPE_CHECKING
 
-__all__ = ["Library", "IngestReport", "Hit", "Sentence", "Filters", "Settings", "QAError", "InputError"]
+__all__ = ["Library", "IngestReport", "Answer", "Citation", "Hit", "Sentence", "Filters", "Settings", "QAError", "InputError"]
 
 if TYPE_CHECKING:
-    from .config import Settings
-    from .errors import InputError, QAError
-    from .library import IngestReport, Library
-    from .retrieval import Filters, Hit, Sentence
+    from qa.config import Settings
+    from qa.errors import InputError, QAError
+    from qa.answer.types import Answer, Citation
+    from qa.library import IngestReport, Library
+    from qa.store.filters import Filters
+    from qa.retrieve.hybrid import Hit, Sentence
 
 _HOMES = {
-    "Library": "library",
-    "IngestReport": "library",
-    "Hit": "retrieval",
-    "Sentence": "retrieval",
-    "Filters": "retrieval",
-    "Settings": "config",
-    "QAError": "errors",
-    "InputError": "errors",
+    "Library": "qa.library",
+    "IngestReport": "qa.ingest.pipeline",
+    "Answer": "qa.answer.types",
+    "Citation": "qa.answer.types",
+    "Hit": "qa.retrieve.hybrid",
+    "Sentence": "qa.retrieve.hybrid",
+    "Filters": "qa.store.filters",
+    "Settings": "qa.config",
+    "QAError": "qa.errors",
+    "InputError": "qa.errors",
 }
 
 
@@ -34,5 +38,5 @@ def __getattr__(name: str):
     if name in _HOMES:
         import importlib
 
-        return getattr(importlib.import_module(f".{_HOMES[name]}", __name__), name)
+        return getattr(importlib.import_module(_HOMES[name]), name)
     raise AttributeError(f"module 'qa' has no attribute {name!r}")

@@ -32,8 +32,8 @@ def _fail(message: str, code: int = 2):
 
 
 def _library():
-    from .config import get_settings
-    from .library import Library
+    from qa.config import get_settings
+    from qa.library import Library
 
     settings = get_settings(**_options)
     return Library(settings.chroma_url or settings.data_dir, settings.collection, settings=settings)
@@ -41,7 +41,7 @@ def _library():
 
 def _run(fn):
     """Known errors become one red line and exit code 2, never a traceback."""
-    from .errors import QAError
+    from qa.errors import QAError
 
     try:
         return fn()
@@ -129,11 +129,11 @@ def ask(
     live = not as_json and sys.stdout.isatty()  # stream tokens to a person, not to a pipe
 
     def work():
-        from .config import get_settings
-        from .lazy import preload_answering
+        from qa.config import get_settings
+        from qa.answer.preload import preload_answering
 
         preload_answering(get_settings(**_options), question)
-        from .engine import Answer
+        from qa.answer.types import Answer
 
         lib = _library()
         answer = None
@@ -173,7 +173,7 @@ def _finish_read_only() -> None:
     `qa ask`) is skipped. Only when this process is the `qa` command itself."""
     if not _entry:
         return
-    from .llms import close_all
+    from qa.models.llms import close_all
 
     sys.stdout.flush()
     sys.stderr.flush()
@@ -198,8 +198,8 @@ def articles(as_json: bool = typer.Option(False, "--json")):
 def info(as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
          measure_llm: bool = typer.Option(False, "--measure-llm", help="Time the local model's prompt reading and generation here (cached).")):
     """Versions, CPU features, the encoder and LLM in use, model files, the store."""
-    from .config import get_settings
-    from .info import collect
+    from qa.config import get_settings
+    from qa.info import collect
 
     report = _run(lambda: collect(get_settings(**_options), measure_llm=measure_llm))
     if as_json:
@@ -234,7 +234,7 @@ def watch(
 ):
     """Ingest article files as they land in FOLDER (and again when they change); Ctrl-C stops.
     A bad file is reported and skipped; every process serving the library sees new articles at once."""
-    from .watch import watch as watch_folder
+    from qa.ingest.watch import watch as watch_folder
 
     lib = _run(_library)
     typer.echo(f"watching {folder} (every {interval:g} s); Ctrl-C stops", err=True)
@@ -314,11 +314,11 @@ def eval_(
 
         from evals.run import run_eval
 
-        from .config import get_settings
+        from qa.config import get_settings
 
         judge = None
         if judge_url:
-            from .llms import OpenAILLM
+            from qa.models.llms import OpenAILLM
 
             judge = OpenAILLM(judge_model, judge_url, None, "chat", timeout=60, retries=1)
         with Progress(transient=True, disable=not sys.stderr.isatty()) as bar:
@@ -350,8 +350,8 @@ def serve(
     """Start the chat web UI (and its /ask HTTP API) on the store of the current directory."""
 
     def work():
-        from .config import get_settings
-        from .ui import serve as run_ui
+        from qa.config import get_settings
+        from qa.serve.ui import serve as run_ui
 
         run_ui(get_settings(**_options), host=host, port=port, concurrency=concurrency)
 

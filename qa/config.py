@@ -25,7 +25,7 @@ class Settings(BaseSettings):
     embed_base_url: str | None = None
     embed_api_key: SecretStr | None = None
     embed_batch_size: int = 64  # texts per request to an embeddings server (the local encoders size their own work)
-    # MiniLM encoder: auto (measured once per machine, see qa/encoders.py) | torch-fp32 | torch-bf16
+    # MiniLM encoder: auto (measured once per machine, see qa/models/encoders.py) | torch-fp32 | torch-bf16
     # | onnx-fp32 | onnx-int8 (fp32, bf16, int8 for short).
     embed_precision: str = "auto"
     # Exported ONNX files and the per-machine encoder choice; default $XDG_CACHE_HOME/articles-qa.
@@ -44,9 +44,9 @@ class Settings(BaseSettings):
     max_history_turns: int = 50
     max_history_chars: int = 20000
 
-    # Answering (qa/llms.py, qa/engine.py).
+    # Answering (qa/models/llms.py, qa/answer/chain.py).
     llm_backend: str = "local"  # local | openai | openai-compatible
-    # The local backend's model (qa/local_models.py): gemma-3-270m | qwen2.5-coder-1.5b | auto | a GGUF path.
+    # The local backend's model (qa/models/local_models.py): gemma-3-270m | qwen2.5-coder-1.5b | auto | a GGUF path.
     # auto: the instruct model where its measured answer time here is within the budget, else Gemma.
     local_model: str = "gemma-3-270m"
     local_model_budget_s: float = 6.0
@@ -57,7 +57,7 @@ class Settings(BaseSettings):
     # Base URLs a visitor may type on the chat page (comma-separated), besides the configured one.
     # They never get the server's API key: it only goes to llm_base_url (or to OpenAI itself).
     allowed_base_urls: str = ""
-    # Tokens with roles for `qa serve` (qa/auth.py): "name:token:role,…" and/or a file of such lines.
+    # Tokens with roles for `qa serve` (qa/serve/auth.py): "name:token:role,…" and/or a file of such lines.
     tokens: str = ""
     tokens_file: Path | None = None
     llm_timeout: float = 60.0
@@ -68,7 +68,7 @@ class Settings(BaseSettings):
     # for citing (chosen with benchmarks/answers.py on natural questions, see the README).
     chat_context_chars: int = 1500
     # Answer or refuse ("The articles don't say."): the fitted answerability rule (evals/reader_fit.py,
-    # qa/answerability.json) against these thresholds, chosen with it (most useful answers while
+    # qa/answer/answerability.json) against these thresholds, chosen with it (most useful answers while
     # refusing 0.85 of questions about stories not in the library); and a chat model's answer must
     # be this grounded in what it cites.
     min_answerability: float | None = None  # local model: evidence + the reader with its scores; None: the rule's own

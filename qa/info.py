@@ -8,7 +8,7 @@ import importlib.metadata
 import platform
 from pathlib import Path
 
-from .config import Settings
+from qa.config import Settings
 
 PACKAGES = (
     "articles-qa", "chromadb", "llama-index-core", "onnxruntime", "tokenizers", "torch",
@@ -35,9 +35,9 @@ def _folder_bytes(folder: Path) -> int:
 
 
 def collect(settings: Settings, measure_llm: bool = False) -> dict:
-    from .encoders import cpu_cores, cpu_flags, cpu_name, local_encoders, minilm_dir
-    from .cache import default_cache_dir
-    from .onnx_export import FP32_FILE, INT8_FILE, MANIFEST_FILE, export_folder
+    from qa.models.encoders import cpu_cores, cpu_flags, cpu_name, local_encoders, minilm_dir
+    from qa.cache import default_cache_dir
+    from qa.models.onnx_export import FP32_FILE, INT8_FILE, MANIFEST_FILE, export_folder
 
     cache_dir = Path(settings.cache_dir or default_cache_dir())
     info: dict = {
@@ -68,9 +68,9 @@ def collect(settings: Settings, measure_llm: bool = False) -> dict:
     # LLM: backend and model, never a key.
     llm: dict = {"backend": settings.llm_backend}
     if settings.llm_backend == "local":
-        from .errors import BackendError
-        from .llm_speed import cached_speed
-        from .local_models import INSTRUCT, MODELS, file_of
+        from qa.errors import BackendError
+        from qa.models.llm_speed import cached_speed
+        from qa.models.local_models import INSTRUCT, MODELS, file_of
 
         llm["local_model"] = settings.local_model
         names = list(MODELS) if settings.local_model == "auto" else [settings.local_model]
@@ -93,7 +93,7 @@ def collect(settings: Settings, measure_llm: bool = False) -> dict:
         llm["base_url"] = settings.llm_base_url or "https://api.openai.com/v1"
         llm["api"] = settings.llm_api or "chat"
     if measure_llm and settings.llm_backend == "local":
-        from .llm_speed import measure
+        from qa.models.llm_speed import measure
 
         for name in [n for n in llm if isinstance(llm[n], dict) and "speed_here" in llm[n]]:
             llm[name]["speed_here"] = measure(settings, name)
@@ -103,7 +103,7 @@ def collect(settings: Settings, measure_llm: bool = False) -> dict:
     location = settings.chroma_url or str(Path(settings.data_dir).resolve())
     store: dict = {"location": location, "collection": settings.collection}
     if settings.chroma_url or Path(settings.data_dir).exists():
-        from .store import EMBEDDER_KEY, ENCODER_KEY, REGISTRY_SUFFIX, encoder_of, make_client
+        from qa.store.chroma import EMBEDDER_KEY, ENCODER_KEY, REGISTRY_SUFFIX, encoder_of, make_client
 
         client = make_client(location)
         try:

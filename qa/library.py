@@ -4,39 +4,17 @@ from __future__ import annotations
 
 import functools
 import shutil
-import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
 
-from .articles import Article, iter_files, load_file
-from .chunking import chunk_text
-from .config import Settings, get_settings
-from .embeddings import Embedder, get_embedder
-from .errors import InputError
-from .questions import check_question
-from .retrieval import Filters, Hit, HybridRetriever, Sentence, date_ord, is_current
-from .store import ArticleRecord, Store, pack_sentences, store_errors
-
-
-@dataclass
-class IngestReport:
-    added: list[str] = field(default_factory=list)
-    unchanged: list[str] = field(default_factory=list)
-    replaced: list[str] = field(default_factory=list)
-    rejected: list[tuple[str, str]] = field(default_factory=list)  # (source, reason)
-    chunks_added: int = 0
-    seconds: float = 0.0
-
-    @property
-    def ok(self) -> bool:
-        return not self.rejected
-
-    def summary(self) -> str:
-        return (
-            f"{len(self.added)} added, {len(self.unchanged)} unchanged, {len(self.replaced)} replaced, "
-            f"{len(self.rejected)} rejected ({self.chunks_added} chunks written in {self.seconds:.1f} s)"
-        )
+from qa.ingest.pipeline import Ingester, IngestReport, Progress
+from qa.config import Settings, get_settings
+from qa.models.embeddings import Embedder, get_embedder
+from qa.answer.questions import check_question
+from qa.store.filters import Filters
+from qa.retrieve.chunks import is_current
+from qa.retrieve.hybrid import Hit, HybridRetriever, Sentence
+from qa.store.chroma import ArticleRecord, Store, store_errors
 
 
 def is_server(location) -> bool:
@@ -78,10 +56,6 @@ def _guarded(method):
     return wrapper
 
 
-# Progress callback: (stage, done, total). Stages: "load" (files), "embed" (chunks embedded and stored).
-Progress = Callable[[str, int, int], None]
-
-
 class Library:
     """Articles in one Chroma collection, searchable by hybrid retrieval.
 
@@ -116,162 +90,15 @@ class Library:
     # --- ingest ------------------------------------------------------------------------------
     @_guarded
     def ingest(self, paths: Iterable[str | Path] | str | Path, progress: Progress | None = None) -> IngestReport:
-        """Load, clean, chunk, embed and store articles from files and folders. Unchanged
-        articles cost a hash comparison (no encoding); a changed one replaces its old chunks
-        atomically. Articles are committed in groups, so an interrupted ingest keeps the groups
-        already committed and leaves nothing half-visible."""
-        started = time.perf_counter()
-        if isinstance(paths, (str, Path)):
-            paths = [paths]
-        report = IngestReport()
-        files, errors = iter_files([Path(p) for p in paths])
-        articles: list[Article] = []
-        for n, path in enumerate(files, start=1):
-            try:
-                loaded = load_file(path, max_bytes=int(self.settings.max_file_mb * 1e6))
-            except InputError as exc:
-                errors.append(exc)
-                continue
-            finally:
-                if progress:
-                    progress("load", n, len(files))
-            errors.extend(loaded.errors)
-            articles += loaded.articles
-        # Only the registry records these articles touch (same id or same text): a write costs
-        # the same in a growing archive.
-        stored = {r.id: r for r in self.store.articles_matching([a.id for a in articles], [a.text_hash for a in articles])}
-        # text hash -> who has that text: stored articles, then the new ones of this run
-        by_text = {r.text_hash: (r.id, f"stored article '{r.id}' ({r.source})") for r in stored.values()}
-        pending: list[tuple[Article, bool]] = []  # (article, replaces an existing one)
-        seen: dict[str, str] = {}
-        unchanged: dict[str, str] = {}
-        for article in articles:
-            if article.id in seen:
-                errors.append(InputError(article.source, f"same article id '{article.id}' as {seen[article.id]}"))
-                continue
-            existing = stored.get(article.id)
-            twin = by_text.get(article.text_hash)
-            if existing and existing.content_hash == article.content_hash:
-                unchanged[article.id] = article.content_hash
-                report.unchanged.append(article.id)
-            elif twin and twin[0] != article.id:
-                errors.append(InputError(article.source, f"same text as {twin[1]}"))
-                continue
-            else:
-                pending.append((article, existing is not None))
-                by_text[article.text_hash] = (article.id, f"article '{article.id}' ({article.source})")
-            seen[article.id] = article.source
-        if unchanged:
-            self.store.delete_stale_chunks(unchanged)  # leftovers of an interrupted earlier run
-        report.rejected = [(e.source, e.reason) for e in errors]
-        if pending:
-            report.chunks_added = self._write(pending, progress)
-            for article, replaced in pending:
-                (report.replaced if replaced else report.added).append(article.id)
-        report.seconds = time.perf_counter() - started
-        return report
-
-    COMMIT_CHUNKS = 1024  # chunks embedded and committed together: bounds memory, keeps progress
-
-    def _write(self, pending: list[tuple[Article, bool]], progress: Progress | None) -> int:
-        """Embed group n+1 while group n is written: the Chroma write (HNSW insert, SQLite) runs in
-        a writer thread, so on a CPU box its time mostly hides behind the encoder's."""
-        from concurrent.futures import ThreadPoolExecutor
-
-        s = self.settings
-        groups: list[list[tuple[Article, list]]] = [[]]
-        size = total = 0
-        for article, _ in pending:
-            chunks = chunk_text(article.text, s.chunk_size, s.chunk_overlap)
-            if size and size + len(chunks) > self.COMMIT_CHUNKS:
-                groups.append([])
-                size = 0
-            groups[-1].append((article, chunks))
-            size += len(chunks)
-            total += len(chunks)
-        done = 0
-        encoder = getattr(self.embedder, "writer", None)  # refuses a disagreeing encoder before any write
-        if encoder and self.embedder.recorded is None:
-            self.store.record_encoder(encoder)
-            self.embedder.recorded = encoder
-        self.store.bump_stamp()
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="qa-writer") as writer:
-            in_flight = None
-            for group in groups:
-                rows, vectors = self._embed_group(group)
-                if in_flight:
-                    in_flight.result()  # one group in flight: keeps commit order, bounds memory
-                in_flight = writer.submit(self._commit_group, rows, vectors)
-                done += len(vectors)
-                if progress:
-                    progress("embed", done, total)
-            if in_flight:
-                in_flight.result()
-        self.lexical.mark_synced(self.store.bump_stamp())
-        return total
+        """Load, clean, chunk, embed and store articles from files and folders (qa/ingest/pipeline.py).
+        Unchanged articles cost a hash comparison (no encoding); a changed one replaces its old
+        chunks atomically. Articles are committed in groups, so an interrupted ingest keeps the
+        groups already committed and leaves nothing half-visible."""
+        return Ingester(self.store, self.lexical, self.embedder, self.settings).ingest(paths, progress)
 
     @property
     def lexical(self):
-        return self.retriever.chunks.lexical
-
-    def _commit_group(self, rows, vectors) -> None:
-        """A group into the lexical index (per article: its old version's documents out, the new
-        ones in), then into Chroma, whose registry flip makes the new versions current: every
-        process then finds them by words and by vectors at once (index hits of a version that
-        is not current yet are dropped per query). A crash between the two leaves the index
-        ahead of the registry; the next process to open it catches up from the registry."""
-        self.lexical.apply([(record.id, record.content_hash, chunks) for record, chunks in rows])
-        self.store.write_articles(rows, vectors)
-        # A new stamp per group: readers drop what they remembered of the registry, and see the
-        # group now rather than at the end of a long ingest.
-        self.lexical.mark_synced(self.store.bump_stamp())
-
-    def _embed_group(self, group: list[tuple[Article, list]]):
-        """Sentences are what gets encoded (one call, length-sorted across the group); a chunk's
-        vector is the normalised mean of its sentences' vectors. That costs the same encoder time
-        as encoding chunks, and the sentence vectors let search rank single sentences."""
-        import numpy as np
-
-        position: dict[tuple[int, int, int], int] = {}  # (article, start, end) -> row in texts
-        texts: list[str] = []
-        for n, (article, chunks) in enumerate(group):
-            for chunk in chunks:
-                for start, end in chunk.sentences or ((chunk.start, chunk.end),):
-                    if (n, start, end) not in position:  # overlapping chunks share sentences
-                        position[(n, start, end)] = len(texts)
-                        texts.append(article.text[start:end])
-        encoded = np.asarray(self.embedder.embed(texts), dtype=np.float32)
-        encoded /= np.maximum(np.linalg.norm(encoded, axis=1, keepdims=True), 1e-12)
-        rows, vectors = [], []
-        for n, (article, chunks) in enumerate(group):
-            sentence_vectors = []
-            for chunk in chunks:
-                spans = chunk.sentences or ((chunk.start, chunk.end),)
-                own = encoded[[position[(n, s, e)] for s, e in spans]]
-                mean = own.mean(axis=0)
-                vectors.append(mean / max(float(np.linalg.norm(mean)), 1e-12))
-                sentence_vectors.append(pack_sentences(chunk.start, spans, own))
-            rows.append(self._rows(article, chunks, sentence_vectors))
-        return rows, np.stack(vectors)
-
-    @staticmethod
-    def _rows(article: Article, chunks: list, sentences: list[dict]) -> tuple[ArticleRecord, list[tuple[str, str, dict]]]:
-        """The registry record and (id, text, metadata) per chunk. Ids derive from the content
-        hash, so re-writing the same version (after a crash) overwrites instead of duplicating."""
-        h = article.content_hash
-        base = {"article_id": article.id, "content_hash": h, "title": article.title, "source": article.source,
-                "article_chars": len(article.text)}  # the lede prior weighs news-length stories most
-        if article.published:
-            base |= {"published": article.published, "published_ord": date_ord(article.published)}
-        record = ArticleRecord(
-            id=article.id, content_hash=h, text_hash=article.text_hash, title=article.title,
-            source=article.source, published=article.published, chunks=len(chunks),
-            chars=len(article.text), url=article.url, author=article.author, dateline=article.dateline,
-        )
-        return record, [
-            (f"{article.id}:{h}:{c.index}", c.text, base | {"start": c.start, "end": c.end, "index": c.index} | packed)
-            for c, packed in zip(chunks, sentences)
-        ]
+        return self.retriever.lexical
 
     # --- read --------------------------------------------------------------------------------
     @_guarded
@@ -285,7 +112,7 @@ class Library:
         """The question's best sentences within `chars` characters (default QA_CONTEXT_CHARS),
         neighbours in one chunk joined into one passage: more answers per character than whole
         chunks. Each Hit's start/end are offsets into the article, as for search()."""
-        from .ranking import rank_evidence
+        from qa.retrieve.ranking import rank_evidence
 
         question = check_question(question, self.settings.max_question_chars)
         return self.retriever.passages(question, chars or self.settings.context_chars, filters=filters, mode=mode,
@@ -302,8 +129,8 @@ class Library:
     def engine(self):
         """The answer chain, with the LLM backend chosen by settings (loaded on first use)."""
         if getattr(self, "_engine", None) is None:
-            from .engine import Engine
-            from .llms import get_llm
+            from qa.answer.chain import Engine
+            from qa.models.backends import get_llm
 
             self._engine = Engine(self, get_llm(self.settings), self.settings)
         return self._engine
@@ -392,9 +219,9 @@ class Library:
         no such article."""
         import numpy as np
 
-        from .chunking import sentence_spans
-        from .overview import ArticleSentence
-        from .store import rows_to_vectors, sentence_offsets, sentence_rows
+        from qa.text.chunking import sentence_spans
+        from qa.answer.overview import ArticleSentence
+        from qa.store.chroma import rows_to_vectors, sentence_offsets, sentence_rows
 
         record, got = self._current_chunks(article_id)
         seen: dict[tuple[int, int], np.ndarray | None] = {}

@@ -74,7 +74,7 @@ def chroma_server(tmp_path_factory):
 @pytest.fixture(scope="session")
 def embedder():
     from qa.config import Settings
-    from qa.embeddings import get_embedder
+    from qa.models.embeddings import get_embedder
 
     return get_embedder(Settings())
 
@@ -140,7 +140,7 @@ def llama_server(model_path: str, alias: str, log_dir: Path, *extra: str):
 @pytest.fixture(scope="session")
 def llm_server(tmp_path_factory):
     """A real OpenAI-compatible server: llama-cpp-python's, serving the packaged Gemma GGUF."""
-    from qa.local_models import model_path
+    from qa.models.local_models import model_path
 
     with llama_server(model_path("gemma-3-270m"), "gemma", tmp_path_factory.mktemp("llm-server")) as url:
         yield url

@@ -12,10 +12,13 @@ import sys
 import pytest
 
 from qa.config import Settings
-from qa.engine import NOT_FOUND, Answer, Engine, acronym_expansion
-from qa.llms import get_llm
-from qa.questions import answer_kind, lemma, lemma_coverage, rewrite_follow_up
-from qa.retrieval import Hit, Sentence
+from qa.answer.types import NOT_FOUND, Answer
+from qa.answer.chain import Engine
+from qa.answer.routes.span import acronym_expansion
+from qa.models.backends import get_llm
+from qa.answer.questions import answer_kind, rewrite_follow_up
+from qa.text.words import lemma, lemma_coverage
+from qa.retrieve.hybrid import Hit, Sentence
 
 from .conftest import LLM_API_KEY
 
@@ -98,7 +101,7 @@ class Sentences:
     """An evidence source over fixed sentences of one article: the engine needs nothing else."""
 
     def __init__(self, text: str):
-        from qa.store import ArticleRecord
+        from qa.store.chroma import ArticleRecord
 
         self.text = text
         self.record = ArticleRecord("a1", "h", "h", "Tower", "tower.txt", "1889-03-31", 1, len(text), author="Ann Lee")
@@ -123,7 +126,7 @@ def test_engine_runs_on_any_evidence_source_and_does_not_import_the_library():
     answer = engine.ask("When was the Eiffel Tower completed?")
     assert answer.kind == "span" and "1889" in answer.text
     assert engine.ask("Who wrote the article?").text == "Ann Lee"
-    code = "import sys, qa.engine; sys.exit('qa.library' in sys.modules)"
+    code = "import sys, qa.answer.chain; sys.exit('qa.library' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
 
 
@@ -241,7 +244,7 @@ def test_torch_is_hidden_only_from_the_thread_that_loads_spacy():
     (an ingest beside the first answer) neither sees a placeholder torch nor is refused one."""
     code = """
 import sys, threading
-from qa.questions import torch_hidden
+from qa.text.words import torch_hidden
 inside, done, refused = threading.Event(), threading.Event(), []
 def hold():
     with torch_hidden():

@@ -48,7 +48,7 @@ def test_health_models_and_docs(service):
     status, health = call("GET", f"{service}/v1/health")
     assert status == 200 and health["ok"] and health["articles"] == 1 and health["store"] == health["llm_status"] == "ok"
     assert set(health["versions"]) >= {"articles-qa", "chromadb"}
-    from qa.encoders import VARIANTS
+    from qa.models.encoders import VARIANTS
 
     assert health["encoder"]["collection"] in VARIANTS and health["encoder"]["questions"] in VARIANTS
     status, models = call("GET", f"{service}/v1/models")
@@ -227,7 +227,7 @@ def test_files_upload_and_oversize_upload(service):
 
 def test_health_says_when_the_llm_server_is_down(tmp_path, llm_server):
     from qa.errors import BackendError
-    from qa.llms import OpenAILLM
+    from qa.models.llms import OpenAILLM
 
     from .conftest import LLM_API_KEY
 
@@ -249,7 +249,7 @@ def test_uploads_are_written_at_low_priority_so_questions_keep_the_cpu():
     import threading
     from concurrent.futures import ThreadPoolExecutor
 
-    from qa.api import INGEST_NICENESS, INGEST_THREADS
+    from qa.serve.api import INGEST_NICENESS, INGEST_THREADS
 
     def niceness() -> int:
         return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from qa.articles import iter_files, load_file
+from qa.ingest.articles import iter_files, load_file
 from qa.errors import InputError
 
 from .conftest import SEED

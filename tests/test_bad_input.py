@@ -98,7 +98,7 @@ CASES = [
 @pytest.fixture(scope="module")
 def library(tmp_path_factory):
     from qa.config import Settings
-    from qa.embeddings import get_embedder
+    from qa.models.embeddings import get_embedder
     from qa.library import Library
 
     lib = Library(str(tmp_path_factory.mktemp("bad-input") / "data"), "bad", settings=Settings(), embedder=get_embedder(Settings()))

@@ -11,10 +11,13 @@ from pathlib import Path
 import pytest
 
 from qa.config import Settings
-from qa.engine import Engine, _is_refusal, pick_evidence, unsupported_facts
+from qa.answer.chain import Engine
+from qa.answer.grounding import _is_refusal, unsupported_facts
+from qa.answer.prompting import pick_evidence
 from qa.errors import BackendError
-from qa.llms import LocalLLM, get_llm
-from qa.local_models import INSTRUCT, PackagedModel, _assembled, model_path, resolve
+from qa.models.llms import LocalLLM
+from qa.models.backends import get_llm
+from qa.models.local_models import INSTRUCT, PackagedModel, _assembled, model_path, resolve
 
 from .conftest import LLM_API_KEY, SEED, llama_server
 
@@ -125,7 +128,7 @@ def test_instruct_model_refuses_what_the_articles_do_not_hold(instruct):
 
 
 def test_an_invented_number_is_rejected_by_grounding(library, instruct):
-    from qa.ranking import rank_evidence
+    from qa.retrieve.ranking import rank_evidence
 
     ranked = rank_evidence(WHO, library.sentences(WHO, pool=30))
     evidence = [s for group in pick_evidence(ranked, 1500) for s in group]
@@ -166,7 +169,7 @@ def test_instruct_model_behind_a_server_answers_the_same_way(library, tmp_path_f
 
 # --- speed, and the auto choice -------------------------------------------------------------------
 def test_speed_is_measured_once_and_auto_follows_the_budget(tmp_path):
-    from qa.llm_speed import cached_speed, choose, measure
+    from qa.models.llm_speed import cached_speed, choose, measure
 
     settings = Settings(cache_dir=tmp_path, local_model="auto")
     assert cached_speed(settings, INSTRUCT) is None

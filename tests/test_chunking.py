@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from qa.articles import load_file
-from qa.chunking import chunk_text, sentence_spans
+from qa.ingest.articles import load_file
+from qa.text.chunking import chunk_text, sentence_spans
 
 from .conftest import SEED
 

@@ -20,18 +20,18 @@ QUESTION = "Who said GSOMIA scrapping was a misjudgment?"
 
 
 def seed_sentences() -> list[str]:
-    from qa.articles import load_file
-    from qa.chunking import chunk_text
+    from qa.ingest.articles import load_file
+    from qa.text.chunking import chunk_text
 
     text = load_file(SEED).articles[0].text
     return [text[s:e] for c in chunk_text(text, 320, 0) for s, e in (c.sentences or [(c.start, c.end)])]
 
 
 def test_export_is_cached_under_the_weights_hash_and_the_export_settings(tmp_path, monkeypatch):
-    from qa import onnx_export
-    from qa.encoders import USABLE_COSINE, minilm_dir
+    from qa.models import onnx_export
+    from qa.models.encoders import USABLE_COSINE, minilm_dir, onnx_files
 
-    folder = onnx_export.exported(minilm_dir(), tmp_path)
+    folder = onnx_files(minilm_dir(), tmp_path)
     manifest = onnx_export.read_manifest(folder)
     int8 = folder / onnx_export.INT8_FILE
     assert int8.stat().st_size < 0.3 * (folder / onnx_export.FP32_FILE).stat().st_size  # int8 weights: a quarter
@@ -40,7 +40,7 @@ def test_export_is_cached_under_the_weights_hash_and_the_export_settings(tmp_pat
     assert manifest["weights_sha256"] in json.loads((tmp_path / "weights-hashes.json").read_text()).values()
 
     written = int8.stat().st_mtime_ns
-    assert onnx_export.exported(minilm_dir(), tmp_path) == folder and int8.stat().st_mtime_ns == written  # reused
+    assert onnx_files(minilm_dir(), tmp_path) == folder and int8.stat().st_mtime_ns == written  # reused
 
     changed = {**onnx_export.EXPORT_SETTINGS, "opset": onnx_export.EXPORT_SETTINGS["opset"] + 1}
     monkeypatch.setattr(onnx_export, "EXPORT_SETTINGS", changed)
@@ -48,7 +48,7 @@ def test_export_is_cached_under_the_weights_hash_and_the_export_settings(tmp_pat
 
 
 def test_every_encoder_agrees_with_torch_fp32_and_int8_vectors_depend_on_the_text_alone():
-    from qa.encoders import SAME_VECTORS_COSINE, USABLE_COSINE, cpu_supports_bf16, local_encoders
+    from qa.models.encoders import SAME_VECTORS_COSINE, USABLE_COSINE, cpu_supports_bf16, local_encoders
     from qa.cache import default_cache_dir
 
     encoders = local_encoders(default_cache_dir())
@@ -66,7 +66,7 @@ def test_every_encoder_agrees_with_torch_fp32_and_int8_vectors_depend_on_the_tex
 
 
 def test_the_choice_takes_the_fastest_usable_encoder_unless_a_faithful_one_is_nearly_as_fast():
-    from qa.encoders import choose
+    from qa.models.encoders import choose
 
     def results(int8_seconds, int8_cosine=0.990):
         return {
@@ -83,7 +83,7 @@ def test_the_choice_takes_the_fastest_usable_encoder_unless_a_faithful_one_is_ne
 
 def test_a_precision_can_be_forced_and_a_wrong_one_is_named(monkeypatch):
     from qa.config import Settings
-    from qa.embeddings import get_embedder
+    from qa.models.embeddings import get_embedder
     from qa.errors import BackendError
 
     monkeypatch.setenv("QA_EMBED_PRECISION", "int8")
@@ -96,7 +96,7 @@ def test_a_collection_records_its_encoder_and_refuses_vectors_that_disagree(tmp_
     from qa.config import Settings
     from qa.errors import BackendError
     from qa.library import Library
-    from qa.store import ENCODER_KEY
+    from qa.store.chroma import ENCODER_KEY
 
     data = str(tmp_path / "data")
     second = tmp_path / "second.txt"
@@ -109,7 +109,7 @@ def test_a_collection_records_its_encoder_and_refuses_vectors_that_disagree(tmp_
     with pytest.raises(BackendError, match="embedded with onnx-int8; QA_EMBED_PRECISION=torch-fp32 gives vectors that disagree"):
         forced.ingest([second])
     assert [r.id for r in forced.articles()] == [r.id for r in int8.articles()]  # nothing stored
-    from qa import engine
+    from qa.answer import answerability as engine
 
     answer = int8.ask(QUESTION)
     assert int8.engine.encoder == "onnx-int8"
@@ -166,8 +166,8 @@ def test_the_server_warms_up_and_answers_without_torch(tmp_path):
     env = {**os.environ, "QA_DATA_DIR": str(tmp_path / "data"), "QA_EMBED_PRECISION": "onnx-int8"}
     subprocess.run([QA, "ingest", str(SEED)], env=env, check=True, capture_output=True, timeout=300)
     script = (
-        "import sys\nimport qa.api, qa.ui\nfrom qa.config import get_settings\n"
-        "app = qa.ui.App(get_settings())\napp.warm_up()\nprint(app.library().ask(sys.argv[1]).text)\n"
+        "import sys\nimport qa.serve.api, qa.serve.ui\nfrom qa.config import get_settings\n"
+        "app = qa.serve.ui.App(get_settings())\napp.warm_up()\nprint(app.library().ask(sys.argv[1]).text)\n"
         "print('loaded:', sorted(m for m in ('torch', 'sentence_transformers', 'transformers') if m in sys.modules))\n"
     )
     done = subprocess.run([sys.executable, "-c", script, QUESTION], env=env, capture_output=True, text=True, timeout=300)
@@ -205,8 +205,8 @@ def test_qa_info_reports_versions_cpu_encoder_llm_and_store(tmp_path):
 
 
 def test_the_local_model_restores_its_prompt_prefix_and_answers_the_same(tmp_path):
-    from qa.engine import prompt_template
-    from qa.llms import LocalLLM
+    from qa.answer.prompting import prompt_template
+    from qa.models.llms import LocalLLM
 
     template = prompt_template("local_answer.txt")
     prefix = template.split("Evidence: {evidence}")[0]

@@ -11,9 +11,12 @@ from pathlib import Path
 import pytest
 
 from qa.config import Settings
-from qa.engine import NOT_FOUND, Answer, Engine, normalise_history, pick_evidence
+from qa.answer.types import NOT_FOUND, Answer
+from qa.answer.chain import Engine
+from qa.answer.conversation import normalise_history
+from qa.answer.prompting import pick_evidence
 from qa.errors import BackendError
-from qa.llms import get_llm
+from qa.models.backends import get_llm
 
 from .conftest import LLM_API_KEY, SEED
 
@@ -148,8 +151,8 @@ def test_a_loader_shared_by_a_warm_up_thread_runs_once():
 
 def test_preloading_then_asking_loads_the_local_model_once(seeded_library, monkeypatch):
     """The warm-up thread and the question share one model (and one primed prefix)."""
-    from qa.lazy import preload_answering
-    from qa.llms import LocalLLM
+    from qa.answer.preload import preload_answering
+    from qa.models.llms import LocalLLM
 
     llm = get_llm(seeded_library.settings)
     llm.close()  # as in a fresh process: not loaded yet

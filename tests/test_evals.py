@@ -13,7 +13,7 @@ import pytest
 from evals.datasets import EvalItem, load_dataset
 from evals.run import compare, contains_gold, retrieval_rank, summarise
 from qa.errors import InputError
-from qa.retrieval import Hit
+from qa.retrieve.hybrid import Hit
 
 from .conftest import ROOT
 

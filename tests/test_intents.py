@@ -8,9 +8,9 @@ from datetime import date
 
 import pytest
 
-from qa.dates import read_dates
+from qa.answer.dates import read_dates
 from qa.errors import InputError
-from qa.questions import answer_kind
+from qa.answer.questions import answer_kind
 
 from .conftest import ROOT
 from .test_answer_kinds import assert_cited_verbatim, chat_engine
@@ -227,7 +227,7 @@ def test_summary_follows_the_conversation(timeline_library):
 
 # --- the chat-model path ----------------------------------------------------------------------------
 def test_chat_model_writes_the_summary_with_citations(seeded_library, chat_server):
-    from qa.overview import summary_picks
+    from qa.answer.overview import summary_picks
 
     engine = chat_engine(seeded_library, chat_server)
     items = list(engine.stream("What is this article about?"))

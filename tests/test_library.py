@@ -7,9 +7,9 @@ import uuid
 
 import pytest
 
-from qa.ranking import rank_evidence
+from qa.retrieve.ranking import rank_evidence
 from qa.errors import EmbedderMismatch
-from qa.store import Store
+from qa.store.chroma import Store
 
 QUESTION = "Who said GSOMIA scrapping was a misjudgment?"
 QUOTE = "complete misjudgment of the current regional security environment"
@@ -55,8 +55,8 @@ def test_passages_fit_the_budget_and_quote_the_article_exactly(make_library, see
 def test_every_chunk_stores_its_sentence_vectors_and_their_mean(make_library, seed_copy):
     import numpy as np
 
-    from qa.chunking import chunk_text
-    from qa.store import rows_to_vectors, sentence_offsets, sentence_rows
+    from qa.text.chunking import chunk_text
+    from qa.store.chroma import rows_to_vectors, sentence_offsets, sentence_rows
 
     lib = make_library()
     lib.ingest([seed_copy])
@@ -77,7 +77,7 @@ def test_every_chunk_stores_its_sentence_vectors_and_their_mean(make_library, se
 
 def test_chunks_stored_without_sentence_vectors_are_still_ranked_by_sentence(make_library, seed_copy):
     """Stores written before sentence vectors existed: their sentences are encoded on demand."""
-    from qa.store import SENTENCES_KEY
+    from qa.store.chroma import SENTENCES_KEY
 
     lib = make_library()
     lib.ingest([seed_copy])
@@ -383,7 +383,7 @@ def test_an_index_in_the_old_place_is_moved_into_the_folder(tmp_path, embedder, 
 def test_the_registry_is_read_in_pages(make_library, tmp_path, monkeypatch):
     """One unbounded read of a large registry fails inside Chroma's SQLite ("too many SQL
     variables" at 50k articles): every whole-registry read goes page by page, and misses none."""
-    from qa import store as store_module
+    from qa.store import chroma as store_module
 
     folder = tmp_path / "many"
     folder.mkdir()
@@ -415,7 +415,7 @@ def test_a_deleted_index_is_rebuilt_in_bulk_with_progress(make_library, tmp_path
     article by article, and ranks exactly as before."""
     import shutil
 
-    from qa.retrieval import ChunkSource
+    from qa.retrieve.chunks import ChunkSource
 
     lib = make_library()
     assert lib.ingest([many_articles(tmp_path)]).ok
@@ -443,8 +443,8 @@ def test_a_server_answers_by_vectors_while_its_index_rebuilds(make_library, tmp_
     import shutil
 
     from qa.library import Library
-    from qa.lexical import LexicalIndex
-    from qa.retrieval import ChunkSource
+    from qa.store.lexical import LexicalIndex
+    from qa.retrieve.chunks import ChunkSource
 
     lib = make_library()
     assert lib.ingest([many_articles(tmp_path)]).ok

@@ -1,4 +1,4 @@
-from qa.metrics import exact_match, normalise_answer, percentile, token_f1
+from qa.answer.metrics import exact_match, normalise_answer, percentile, token_f1
 
 
 def test_normalisation_drops_case_punctuation_and_articles():

@@ -1,12 +1,12 @@
-"""The evidence ranking (qa/ranking.py): its features say what they claim, and the fitted weights
+"""The evidence ranking (qa/retrieve/ranking.py): its features say what they claim, and the fitted weights
 put the sentence that answers first on small texts of this repository (no NewsQA file needed)."""
 
 import json
 
 import pytest
 
-from qa.ranking import FEATURES, RANK_FILE, features, rank_evidence, type_cue
-from qa.retrieval import Hit, Sentence
+from qa.retrieve.ranking import FEATURES, RANK_FILE, features, rank_evidence, type_cue
+from qa.retrieve.hybrid import Hit, Sentence
 
 
 def story(*sentences: str, article_id: str = "a1", similarity: float = 0.5) -> list[Sentence]:
@@ -63,6 +63,6 @@ def test_the_sentence_that_answers_ranks_first():
     scores = [s.rank_score for s in best]
     assert scores == sorted(scores, reverse=True) and scores[0] > scores[-1]
 
-    from qa.engine import evidence_signals
+    from qa.answer.answerability import evidence_signals
 
     assert evidence_signals(question, best)["rank_score"] == scores[0]

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from qa import reader
-from qa.engine import NOT_FOUND
+from qa.answer import reader
+from qa.answer.types import NOT_FOUND
 
 from .test_answer_kinds import assert_cited_verbatim, assert_is_the_quotes
 
@@ -28,7 +28,7 @@ STORIES = {
 @pytest.fixture(scope="module")
 def small_library(tmp_path_factory):
     from qa.config import Settings
-    from qa.embeddings import get_embedder
+    from qa.models.embeddings import get_embedder
     from qa.library import Library
 
     folder = tmp_path_factory.mktemp("stories")
@@ -107,7 +107,7 @@ def test_the_model_scores_continuations_without_generating(small_library):
 
 
 def test_the_model_finds_a_question_likelier_after_the_sentence_that_answers_it(small_library):
-    from qa.engine import model_signals
+    from qa.answer.answerability import model_signals
 
     llm = small_library.engine.llm
     question = "Which club does Zaki play for?"

@@ -187,8 +187,8 @@ Officials from Japan and South Korea met on Wednesday in Tokyo to discuss trade.
 
 
 def test_injected_instructions_do_not_change_answers(seeded_library, tmp_path):
-    from qa.engine import Engine
-    from qa.llms import OpenAILLM
+    from qa.answer.chain import Engine
+    from qa.models.llms import OpenAILLM
 
     notice = tmp_path / "2019-11-13-notice.txt"
     notice.write_text(INJECTION)
@@ -198,7 +198,7 @@ def test_injected_instructions_do_not_change_answers(seeded_library, tmp_path):
     assert "HACKED" not in seeded_library.ask("What is the population of Tokyo?").text
     # Chat models get article text only inside <<< >>> quotes, which it cannot close itself.
     chat = Engine(seeded_library, OpenAILLM("m", "http://127.0.0.1:9/v1", "k", "chat", 1, 0), seeded_library.settings)
-    from qa.engine import pick_evidence
+    from qa.answer.prompting import pick_evidence
 
     evidence = pick_evidence(seeded_library.sentences("instructions reply HACKED"), 1500)
     user = chat.build_prompt("What happened?", evidence)[1]["content"]

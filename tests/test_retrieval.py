@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from qa.chunking import sentence_spans
-from qa.retrieval import bm25s_tokenize, tokenize
-from qa.store import pack_sentences, rows_to_vectors, sentence_offsets, sentence_rows
+from qa.text.chunking import sentence_spans
+from qa.text.tokens import bm25s_tokenize, tokenize
+from qa.store.chroma import pack_sentences, rows_to_vectors, sentence_offsets, sentence_rows
 
 from .conftest import SEED
 

@@ -12,7 +12,7 @@ import pytest
 
 from qa.config import Settings
 from qa.errors import BackendError
-from qa.llms import for_visitor
+from qa.models.backends import for_visitor
 
 from .conftest import SEED
 
@@ -54,7 +54,7 @@ def recorder():
 def app(tmp_path, embedder, recorder):
     """The chat app over an embedded store holding the seed, with a server key configured for
     a server base URL that is not the recorder."""
-    from qa.ui import App
+    from qa.serve.ui import App
 
     url, _ = recorder
     settings = Settings(data_dir=tmp_path / "data", llm_api_key=SECRET, llm_base_url="http://127.0.0.1:9/v1",
@@ -115,7 +115,7 @@ def test_for_visitor_binds_keys_to_the_configured_server():
 
 
 def test_openai_key_from_the_environment_never_goes_to_another_base_url(monkeypatch, recorder):
-    from qa.llms import OpenAILLM
+    from qa.models.llms import OpenAILLM
 
     url, seen = recorder
     monkeypatch.setenv("OPENAI_API_KEY", SECRET)

@@ -1,0 +1,1 @@
+"""How articles come in: files read and cleaned, folders watched."""

@@ -1,0 +1,1 @@
+"""The models: MiniLM encoders (torch and ONNX), their export, embedders, the LLM backends and local GGUF models."""

@@ -1,0 +1,1 @@
+"""Finding evidence: hybrid retrieval (vectors + BM25 + sentences) and the fitted evidence ranking."""
