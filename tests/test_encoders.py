@@ -143,8 +143,9 @@ def test_a_collection_records_its_encoder_and_refuses_vectors_that_disagree(tmp_
 
 def _ask_in_new_process(env: dict, *command: str) -> subprocess.CompletedProcess:
     script = (
-        "import sys\nfrom qa.cli import main\nsys.argv = ['qa', *sys.argv[1:]]\n"
-        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+        # app(), not main(): main() is the `qa` process itself, which ends at once after an answer.
+        "import sys\nfrom qa.cli import app\nsys.argv = ['qa', *sys.argv[1:]]\n"
+        "try:\n    app()\nexcept SystemExit:\n    pass\n"
         "print('loaded:', sorted(m for m in ('torch', 'sentence_transformers', 'transformers') if m in sys.modules), file=sys.stderr)\n"
     )
     return subprocess.run([sys.executable, "-c", script, *command], env=env, capture_output=True, text=True, timeout=300)
