@@ -84,7 +84,7 @@ def test_kill_9_between_index_and_store_then_restart_repairs_the_index(chroma_se
     settings = Settings(data_dir=tmp_path / "home")
     script = (
         "import os, signal\n"
-        "from qa.config import Settings\nfrom qa.library import Library\nfrom qa.lexical import LexicalIndex\n"
+        "from qa.config import Settings\nfrom qa.library import Library\nfrom qa.store.lexical import LexicalIndex\n"
         "real = LexicalIndex.apply\n"
         "def apply_then_die(self, *args, **kwargs):\n    real(self, *args, **kwargs)\n    os.kill(os.getpid(), signal.SIGKILL)\n"
         "LexicalIndex.apply = apply_then_die\n"
