@@ -1,4 +1,5 @@
-"""Whether the articles answer: signals from the evidence and the local model, and the fitted rules (answerability.json)."""
+"""Whether the articles answer: signals from the evidence and the local model, and the fitted rules
+(answerability.json)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from qa.text.words import lemma_coverage, name_in, question_names
 from qa.retrieve.ranking import speaker_of, spoken_by
 from qa.retrieve.hybrid import Sentence
 from qa.answer.prompting import prompt_template
+
 
 ANSWERABILITY = Path(__file__).resolve().parent / "answerability.json"
 

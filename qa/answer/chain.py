@@ -49,6 +49,7 @@ from qa.answer.conversation import check_history, normalise_history
 from qa.answer.prompting import few_shot_prefix, numbered_sources, prompt_template
 from qa.answer.types import Answer, Citation, EvidenceSource, NOT_FOUND
 
+
 def with_dates(filters, dated: DateRange | None) -> Filters:
     """The caller's filters narrowed to the dates a question names (both bounds kept: the later
     start, the earlier end)."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from qa.errors import InputError
 
+
 def normalise_history(history) -> list[tuple[str, str]]:
     """Accept [(user, assistant)] pairs or [{"role", "content"}] messages (Gradio's format)."""
     pairs: list[tuple[str, str]] = []

@@ -1,4 +1,5 @@
-"""Checks of a model's answer against its evidence: word support, invented names and numbers, refusals."""
+"""Checks of a model's answer against its evidence: word support, invented names and numbers,
+refusals."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import re
 
 from qa.text.words import content_lemmas
 from qa.text.tokens import tokenize
+
 
 # A chat model's citation gives way to another sentence whose share of the answer's words plus
 # share of the question's is this much higher (see Engine._ground_chat).

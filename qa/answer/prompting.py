@@ -1,10 +1,12 @@
-"""Prompts: the templates (package data), the few-shot prefix, and evidence packed and numbered for a chat model."""
+"""Prompts: the templates (package data), the few-shot prefix, and evidence packed and numbered for
+a chat model."""
 
 from __future__ import annotations
 
 from functools import lru_cache
 
 from qa.retrieve.hybrid import Sentence, sentences_within
+
 
 @lru_cache(maxsize=None)
 def prompt_template(name: str) -> str:

@@ -8,6 +8,7 @@ from typing import Protocol
 
 from qa.retrieve.hybrid import Sentence
 
+
 NOT_FOUND = "The articles don't say."
 
 

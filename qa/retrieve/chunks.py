@@ -18,6 +18,7 @@ from qa.errors import StoreError
 from qa.store.filters import Filters
 from qa.store.chroma import Store, sentence_rows
 
+
 def is_current(meta: dict, current: dict[str, str]) -> bool:
     """A chunk belongs to the version of its article that the registry points at."""
     return current.get(meta.get("article_id")) == meta.get("content_hash")

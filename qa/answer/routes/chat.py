@@ -1,4 +1,5 @@
-"""Answers through a chat model (OpenAI, any OpenAI-compatible server, a local instruct model): numbered evidence, short answers with [n], grounding."""
+"""Answers through a chat model (OpenAI, any OpenAI-compatible server, a local instruct model):
+numbered evidence, short answers with [n], grounding."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from qa.answer.answerability import answerability, chat_threshold, evidence_sign
 from qa.answer.grounding import CITATION_REPAIR_MARGIN, _FILLER, _is_refusal, unsupported_facts
 from qa.answer.prompting import few_shot_prefix, pick_evidence
 from qa.answer.types import Answer, Citation, NOT_FOUND
+
 
 class ChatRoute:
     """Engine methods of this route (the Engine class mixes them in: they share its settings,

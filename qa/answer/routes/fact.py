@@ -1,10 +1,12 @@
-"""Questions about the article itself (author, date, dateline, headline, source, URL), from its stored record."""
+"""Questions about the article itself (author, date, dateline, headline, source, URL), from its
+stored record."""
 
 from __future__ import annotations
 
 
 from qa.retrieve.hybrid import Sentence
 from qa.answer.types import Answer, Citation
+
 
 FACT_LABELS = {
     "author": "author", "published": "publication date", "dateline": "dateline", "title": "headline",

@@ -1,4 +1,5 @@
-"""Answers through the local base model: the answer/refuse decision from the evidence and the model's scores, then a span or a quote."""
+"""Answers through the local base model: the answer/refuse decision from the evidence and the
+model's scores, then a span or a quote."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import time
 
 from qa.retrieve.hybrid import Sentence
 from qa.answer.answerability import answerability, evidence_signals, model_signals, speaker_quoted, threshold
+
 
 class LocalRoute:
     """Engine methods of this route (the Engine class mixes them in: they share its settings,

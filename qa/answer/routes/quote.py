@@ -1,4 +1,5 @@
-"""The best evidence sentence, verbatim and cited (with the next of its story when that too speaks of what is asked)."""
+"""The best evidence sentence, verbatim and cited (with the next of its story when that too speaks
+of what is asked)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from qa.answer import reader
 from qa.text.words import LEADING_PRONOUN_RE
 from qa.retrieve.hybrid import Sentence
 from qa.answer.types import Answer, Citation
+
 
 def with_antecedent(sentence: Sentence) -> Sentence:
     """The sentence joined with the one before it in its chunk when it opens with a pronoun: the

@@ -1,4 +1,5 @@
-"""A short answer copied from a cited sentence: the reader's best typed candidate (qa/answer/reader.py), or an acronym a sentence spells out."""
+"""A short answer copied from a cited sentence: the reader's best typed candidate
+(qa/answer/reader.py), or an acronym a sentence spells out."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import re
 from qa.answer import reader
 from qa.retrieve.hybrid import Sentence
 from qa.answer.types import Answer, Citation
+
 
 _ACRONYM_QUESTION_RE = re.compile(
     r"\bwhat (?:does|did|do) (?:the )?([A-Z][A-Z0-9&-]{1,9}) (?:stand|stands) for|\bwhat is (?:the )?([A-Z][A-Z0-9&-]{1,9}) short for"

@@ -1,4 +1,5 @@
-"""One whole article summarised: its lede and most central sentences, cited (a chat model writes them up)."""
+"""One whole article summarised: its lede and most central sentences, cited (a chat model writes
+them up)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from qa.answer.conversation import normalise_history
 from qa.answer.grounding import _SUMMARY_WORDS, _is_refusal, groundedness
 from qa.answer.prompting import prompt_template, quoted
 from qa.answer.types import Answer, Citation
+
 
 class SummaryRoute:
     """Engine methods of this route (the Engine class mixes them in: they share its settings,

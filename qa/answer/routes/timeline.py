@@ -1,4 +1,5 @@
-"""The news on a topic over time, or the articles of the dates a question names: newest first, each with its key sentence."""
+"""The news on a topic over time, or the articles of the dates a question names: newest first, each
+with its key sentence."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from qa.text.words import content_lemmas
 from qa.store.filters import Filters, date_ord
 from qa.retrieve.hybrid import Sentence
 from qa.answer.types import Answer, Citation
+
 
 class TimelineRoute:
     """Engine methods of this route (the Engine class mixes them in: they share its settings,
