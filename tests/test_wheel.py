@@ -5,6 +5,7 @@ from `qa ask` (the installed package, not this checkout)."""
 from __future__ import annotations
 
 import os
+import shutil
 import site
 import subprocess
 import sys
@@ -16,14 +17,21 @@ QUESTION = "Who said GSOMIA scrapping was a misjudgment?"
 
 
 def test_a_wheel_carries_its_data_and_answers_from_a_fresh_venv(tmp_path):
+    # Built from a copy of the source alone: setuptools' build/ folder in a working tree keeps
+    # modules that no longer exist and would put them into the wheel.
+    source = tmp_path / "source"
+    shutil.copytree(ROOT, source, symlinks=True, ignore=shutil.ignore_patterns(
+        ".git", ".venv", "build", "dist", "*.egg-info", ".qa-data", "__pycache__", ".pytest_cache", "results", "runs"))
     built = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w",
-                            str(tmp_path / "dist"), str(ROOT)], capture_output=True, text=True, timeout=300)
+                            str(tmp_path / "dist"), str(source)], capture_output=True, text=True, timeout=300)
     assert built.returncode == 0, built.stderr[-2000:]
     (wheel,) = (tmp_path / "dist").glob("articles_qa-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
     prompts = {p.name for p in (ROOT / "prompts").glob("*.txt")}
     assert prompts and {f"qa/prompts/{name}" for name in prompts} <= names
     assert {"qa/answer/answerability.json", "qa/answer/reader.json", "qa/retrieve/ranking.json"} <= names
+    modules = {n for n in names if n.startswith("qa/") and n.endswith(".py")}
+    assert modules == {str(p.relative_to(ROOT)) for p in (ROOT / "qa").rglob("*.py")}  # the package, nothing stale
 
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)

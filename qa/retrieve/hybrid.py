@@ -74,6 +74,55 @@ def sentences_within(ranked: list[Sentence], chars: int) -> list[Sentence]:
     return chosen
 
 
+def joined_passages(chosen: list[Sentence]) -> list[Hit]:
+    """Chosen sentences as passages: those of one chunk with nothing between them become one Hit
+    (offsets into the article, score = its best sentence's), in the order of their best sentence."""
+    by_chunk: dict[str, list[tuple[int, Sentence]]] = {}
+    for place, sentence in enumerate(chosen):
+        by_chunk.setdefault(sentence.hit.chunk_id, []).append((place, sentence))
+    passages: list[tuple[int, Hit]] = []
+    for group in by_chunk.values():
+        group.sort(key=lambda x: x[1].start)
+        chunk = group[0][1].hit
+        runs = [[group[0]]]
+        for place, sentence in group[1:]:
+            between = chunk.text[runs[-1][-1][1].end - chunk.start : sentence.start - chunk.start]
+            if between.strip():
+                runs.append([(place, sentence)])
+            else:
+                runs[-1].append((place, sentence))
+        for run in runs:
+            start, end = run[0][1].start, run[-1][1].end
+            passages.append((min(place for place, _ in run),
+                             replace(chunk, text=chunk.text[start - chunk.start : end - chunk.start], start=start, end=end,
+                                     score=max(x.score for _, x in run))))
+    return [hit for _, hit in sorted(passages, key=lambda pair: pair[0])]
+
+
+def llamaindex_retriever(retriever: "HybridRetriever", k: int = 5):
+    """A retriever as a LlamaIndex BaseRetriever (for query engines and evals)."""
+    from llama_index.core.retrievers import BaseRetriever
+    from llama_index.core.schema import NodeWithScore, TextNode
+
+    class _Retriever(BaseRetriever):
+        def _retrieve(self, query_bundle):
+            return [
+                NodeWithScore(
+                    node=TextNode(
+                        id_=h.chunk_id,
+                        text=h.text,
+                        start_char_idx=h.start,
+                        end_char_idx=h.end,
+                        metadata={"title": h.title, "article_id": h.article_id, "published": h.published},
+                    ),
+                    score=h.score,
+                )
+                for h in retriever.search(query_bundle.query_str, k=k)
+            ]
+
+    return _Retriever()
+
+
 class HybridRetriever:
     """Three ranked lists fused by reciprocal rank: chunk vectors (Chroma), BM25, and the best
     sentence of each candidate chunk by sentence vector. Stale chunks (of a replaced article
@@ -160,27 +209,7 @@ class HybridRetriever:
         ranked = self.sentences(question, filters, mode)
         if rank is not None:
             ranked = rank(question, ranked)
-        chosen = list(enumerate(sentences_within(ranked, chars)))
-        by_chunk: dict[str, list[tuple[int, Sentence]]] = {}
-        for place, sentence in chosen:
-            by_chunk.setdefault(sentence.hit.chunk_id, []).append((place, sentence))
-        passages: list[tuple[int, Hit]] = []
-        for group in by_chunk.values():
-            group.sort(key=lambda x: x[1].start)
-            chunk = group[0][1].hit
-            runs = [[group[0]]]
-            for place, sentence in group[1:]:
-                between = chunk.text[runs[-1][-1][1].end - chunk.start : sentence.start - chunk.start]
-                if between.strip():
-                    runs.append([(place, sentence)])
-                else:
-                    runs[-1].append((place, sentence))
-            for run in runs:
-                start, end = run[0][1].start, run[-1][1].end
-                passages.append((min(place for place, _ in run),
-                                 replace(chunk, text=chunk.text[start - chunk.start : end - chunk.start], start=start, end=end,
-                                         score=max(x.score for _, x in run))))
-        return [hit for _, hit in sorted(passages, key=lambda pair: pair[0])]
+        return joined_passages(sentences_within(ranked, chars))
 
     def _fuse(self, question: str, n: int, filters, mode: str):
         """Fused scores by chunk id, best first, their (text, metadata), per-list ranks, each
@@ -288,25 +317,4 @@ class HybridRetriever:
 
     def as_llamaindex(self, k: int = 5):
         """The same retriever as a LlamaIndex BaseRetriever (for query engines and evals)."""
-        from llama_index.core.retrievers import BaseRetriever
-        from llama_index.core.schema import NodeWithScore, TextNode
-
-        outer = self
-
-        class _Retriever(BaseRetriever):
-            def _retrieve(self, query_bundle):
-                return [
-                    NodeWithScore(
-                        node=TextNode(
-                            id_=h.chunk_id,
-                            text=h.text,
-                            start_char_idx=h.start,
-                            end_char_idx=h.end,
-                            metadata={"title": h.title, "article_id": h.article_id, "published": h.published},
-                        ),
-                        score=h.score,
-                    )
-                    for h in outer.search(query_bundle.query_str, k=k)
-                ]
-
-        return _Retriever()
+        return llamaindex_retriever(self, k)
