@@ -31,11 +31,11 @@ def _fail(message: str, code: int = 2):
     raise typer.Exit(code)
 
 
-def _library():
+def _library(settings=None):
     from qa.config import get_settings
     from qa.library import Library
 
-    settings = get_settings(**_options)
+    settings = settings or get_settings(**_options)
     return Library(settings.chroma_url or settings.data_dir, settings.collection, settings=settings)
 
 
@@ -132,10 +132,11 @@ def ask(
         from qa.config import get_settings
         from qa.answer.preload import preload_answering
 
-        preload_answering(get_settings(**_options), question)
+        settings = get_settings(**_options)
+        preload_answering(settings, question)
         from qa.answer.types import Answer
 
-        lib = _library()
+        lib = _library(settings)
         answer = None
         for item in lib.stream(question):
             if isinstance(item, Answer):

@@ -189,13 +189,7 @@ class Library:
                 self.store.delete_article(article_id)
             self.store.bump_stamp()
         if repair and (orphans or incomplete or lagging):
-            source = self.retriever.chunks
-            source.progress, background = progress, source.background
-            try:
-                source.background = False
-                source.catch_up()
-            finally:
-                source.progress, source.background = None, background
+            self.retriever.chunks.catch_up(wait=True, progress=progress)
         return {"articles": len(records), "chunks": len(ids), "orphan_chunks": len(orphans),
                 "incomplete_articles": incomplete, "index_lagging_articles": lagging,
                 "repaired": bool(repair and (orphans or incomplete or lagging))}

@@ -62,7 +62,6 @@ class ChunkSource:
         self._lagging_since: float | None = None
         self._checked = False
         self.background = background
-        self.progress: Callable[[int, int], None] | None = None  # (chunks read, chunks in the store) during a bulk rebuild
         self._rebuilding: threading.Thread | None = None
         self.rebuild_error: str | None = None
 
@@ -95,11 +94,13 @@ class ChunkSource:
             if synced == key:
                 self.key, self._lagging_since = key, None
 
-    def catch_up(self, stamp: str | None = None, lock_wait: float | None = None) -> dict:
+    def catch_up(self, stamp: str | None = None, lock_wait: float | None = None, *, wait: bool | None = None,
+                 progress: Callable[[int, int], None] | None = None) -> dict:
         """Bring the index in line with the registry: articles whose indexed version differs are
         re-indexed from their stored chunks, articles gone are removed; far behind, the whole
         index is rebuilt in bulk (`rebuilt`: chunks indexed; None while it runs in the
-        background). Returns counts; with lock_wait given, gives up on a per-article catch-up
+        background; `wait` overrides the source's `background`; `progress(chunks read, chunks)`
+        follows a bulk rebuild). Returns counts; with lock_wait given, gives up on a per-article catch-up
         (returns None counts) when another process holds the writer longer than that."""
         stamp = stamp or self.store.stamp()
         current = self.store.current_hashes()
@@ -107,12 +108,12 @@ class ChunkSource:
         stale = [a for a, h in current.items() if held.get(a) != h]
         gone = [a for a in held if a not in current]
         if len(stale) >= max(self.BULK_MIN, self.BULK_SHARE * len(current)):
-            if self.background:
+            if self.background if wait is None else not wait:
                 self._rebuilding = threading.Thread(target=self._rebuild_logged, args=(stamp, current), daemon=True,
                                                     name="lexical-rebuild")
                 self._rebuilding.start()
                 return {"reindexed": None, "removed": None, "rebuilt": None}
-            return {"reindexed": len(stale), "removed": len(gone), "rebuilt": self.rebuild(stamp, current)}
+            return {"reindexed": len(stale), "removed": len(gone), "rebuilt": self.rebuild(stamp, current, progress)}
         changes: list = [(a, None, []) for a in gone]
         for article_id in stale:
             got = self.store.chunks.get(where={"$and": [{"article_id": article_id}, {"content_hash": current[article_id]}]},
@@ -129,12 +130,13 @@ class ChunkSource:
             return {"reindexed": None, "removed": None}
         return {"reindexed": len(stale), "removed": len(gone)}
 
-    def rebuild(self, stamp: str | None = None, current: dict[str, str] | None = None) -> int:
+    def rebuild(self, stamp: str | None = None, current: dict[str, str] | None = None,
+                progress: Callable[[int, int], None] | None = None) -> int:
         """The whole lexical index again from the store, in bulk; returns the chunks indexed."""
         stamp = stamp or self.store.stamp()
         current = self.store.current_hashes() if current is None else current
         total = self.store.chunk_count()
-        report = (lambda done: self.progress(done, total)) if self.progress else None
+        report = (lambda done: progress(done, total)) if progress else None
         indexed = self.lexical.rebuild(self.store.chunk_pages(self.PAGE), current, stamp, report)
         self.key = None  # the next search reloads
         return indexed
