@@ -50,8 +50,10 @@ def _run(fn):
 
 
 @app.command()
-def ingest(paths: list[Path] = typer.Argument(..., help="Files or folders (.txt .md .html .json .jsonl).")):
-    """Add articles; unchanged ones are skipped, changed ones replaced."""
+def ingest(paths: list[str] = typer.Argument(..., help="Files or folders (.txt .md .html .json .jsonl), article page URLs or RSS/Atom feed URLs.")):
+    """Add articles; unchanged ones are skipped, changed ones replaced. A URL is fetched (an article
+    page, or a feed whose items are fetched); addresses inside private networks are refused unless
+    allowed by QA_FETCH_ALLOWED_NETS."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     def work():
@@ -78,6 +80,8 @@ def ingest(paths: list[Path] = typer.Argument(..., help="Files or folders (.txt 
     for label, ids in (("added", report.added), ("replaced", report.replaced)):
         for article_id in ids:
             typer.echo(f"{label}: {article_id}")
+    for article_id, story in report.copies:
+        typer.echo(f"wire copy: {article_id} (of {story})")
     typer.echo(report.summary())
     if report.rejected:
         raise typer.Exit(1)
@@ -229,20 +233,75 @@ def _figures(values: dict) -> str:
 
 @app.command()
 def watch(
-    folder: Path = typer.Argument(..., help="The folder new article files land in."),
-    interval: float = typer.Option(2.0, help="Seconds between looks at the folder."),
+    folder: Optional[Path] = typer.Argument(None, help="The folder new article files land in (none: feeds only)."),
+    interval: float = typer.Option(2.0, help="Seconds between looks at the folder and the feeds' schedule."),
     settle: float = typer.Option(1.0, help="A file is read once unchanged this many seconds (not while it is written)."),
 ):
-    """Ingest article files as they land in FOLDER (and again when they change); Ctrl-C stops.
-    A bad file is reported and skipped; every process serving the library sees new articles at once."""
+    """Ingest article files as they land in FOLDER (and again when they change), and poll the
+    library's feeds when due (`qa feeds add`); Ctrl-C stops. A bad file or feed item is reported
+    and skipped; every process serving the library sees new articles at once."""
     from qa.ingest.watch import watch as watch_folder
 
     lib = _run(_library)
-    typer.echo(f"watching {folder} (every {interval:g} s); Ctrl-C stops", err=True)
+    feeds = len(_run(lib.feeds.list))
+    typer.echo(f"watching {folder or 'no folder'} (every {interval:g} s) and {feeds} feed(s); Ctrl-C stops", err=True)
     try:
         _run(lambda: watch_folder(lib, folder, interval=interval, settle=settle, report=lambda line: typer.echo(line, err=line.startswith(("rejected", "error")))))
     except KeyboardInterrupt:
         pass
+
+
+feeds_app = typer.Typer(no_args_is_help=True, help="RSS/Atom feeds the library follows (polled by `qa watch` and `qa serve`).")
+app.add_typer(feeds_app, name="feeds")
+
+
+@feeds_app.command("add")
+def feeds_add(url: str, every: str = typer.Option("15m", help="How often to poll: 90s, 15m, 1h.")):
+    """Follow a feed (fetched once now to check it is one); its items arrive at the next poll."""
+    feed = _run(lambda: _library().follow(url, every))
+    typer.echo(f"following {feed.url}" + (f" ({feed.title})" if feed.title else "") + f", every {_every(feed.every_s)}")
+
+
+@feeds_app.command("remove")
+def feeds_remove(url: str):
+    """Stop following a feed (its articles stay)."""
+    if not _run(lambda: _library().unfollow(url)):
+        _fail(f"{url}: not a followed feed", 1)
+    typer.echo(f"no longer following {url}")
+
+
+@feeds_app.command("list")
+def feeds_list(as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")):
+    """The feeds followed: last poll, items added, last error, next poll."""
+    import time
+
+    feeds = _run(lambda: _library().feeds.list())
+    if as_json:
+        typer.echo(json.dumps([f.to_dict() for f in feeds], indent=2))
+        return
+    if not feeds:
+        typer.echo("No feeds. Add one with: qa feeds add URL")
+    for f in feeds:
+        last = f"last poll {time.strftime('%Y-%m-%d %H:%M', time.localtime(f.last_poll))}: {f.last_status}" if f.last_poll else "not polled yet"
+        typer.echo(f"{f.url}  every {_every(f.every_s)}, {last}, {f.items_added} articles added"
+                   + (f", error: {f.last_error}" if f.last_error else ""))
+
+
+@feeds_app.command("poll")
+def feeds_poll(urls: Optional[list[str]] = typer.Argument(None, help="Feeds to poll now (default: those due).")):
+    """Poll feeds now (those due, or the ones named)."""
+    from qa.ingest.feeds import poll_lines
+
+    results = _run(lambda: _library().poll_feeds(only=urls or None))
+    for line in poll_lines(results):
+        typer.echo(line)
+
+
+def _every(seconds: float) -> str:
+    for unit, size in (("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{seconds / size:g}{unit}"
+    return f"{seconds:g}s"
 
 
 @app.command()

@@ -77,6 +77,14 @@ class Settings(BaseSettings):
     closest_passages: int = 3  # shown with a refusal, marked as closest, not as citations
     max_file_mb: float = Field(20.0, description="Files above this size are rejected.")
 
+    # Fetching URLs and feeds (qa/ingest/fetch.py). A URL a client gives is untrusted: loopback,
+    # private, link-local (cloud metadata) and other non-public addresses are refused unless their
+    # network is listed here (comma-separated CIDRs, e.g. 127.0.0.0/8 for a feed on this host).
+    fetch_allowed_nets: str = ""
+    fetch_timeout: float = 10.0  # seconds to connect and between bytes; a whole page gets 3x
+    fetch_max_mb: float = 5.0  # pages and feeds above this are refused
+    fetch_host_delay: float = 0.5  # seconds between two requests to one host
+
 
 def get_settings(**overrides) -> Settings:
     """Settings from env/.env with explicit (non-None) overrides applied on top."""

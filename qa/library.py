@@ -9,6 +9,7 @@ from typing import Callable, Iterable
 
 from qa.ingest.pipeline import Ingester, IngestReport, Progress
 from qa.config import Settings, get_settings
+from qa.errors import InputError
 from qa.models.embeddings import Embedder, get_embedder
 from qa.answer.questions import check_question
 from qa.store.filters import Filters
@@ -19,6 +20,17 @@ from qa.store.chroma import ArticleRecord, Store, store_errors
 
 def is_server(location) -> bool:
     return str(location).startswith(("http://", "https://"))
+
+
+def library_part(data_dir: Path, location, collection: str, part: str) -> Path:
+    """Where a collection's own files of one kind (`part`: "feeds") live: in an embedded store's
+    folder (`<folder>/<part>/<collection>`); for a Chroma server, under the local data dir, one
+    folder per server and collection."""
+    import hashlib
+
+    if is_server(location):
+        return Path(data_dir) / part / f"{collection}-{hashlib.sha256(str(location).encode()).hexdigest()[:12]}"
+    return Path(location) / part / collection
 
 
 def lexical_dir(data_dir: Path, location, collection: str) -> Path:
@@ -100,6 +112,46 @@ class Library:
     def lexical(self):
         return self.retriever.lexical
 
+    # --- feeds (qa/ingest/feeds.py) ---------------------------------------------------------------
+    @property
+    def feeds(self):
+        """The feeds this library follows and their state, kept in its folder."""
+        if getattr(self, "_feeds", None) is None:
+            from qa.ingest.feeds import FeedBook
+
+            self._feeds = FeedBook(library_part(self.settings.data_dir, self.store.location, self.collection, "feeds") / "feeds.sqlite3")
+        return self._feeds
+
+    def follow(self, url: str, every: str | float = "15m"):
+        """Follow an RSS/Atom feed: fetched once now to check it is one (InputError naming the URL
+        when not), then polled every `every` by `qa watch` / `qa serve` (poll_feeds)."""
+        from qa.ingest.feeds import parse_every
+        from qa.ingest.fetch import FEED_TYPES, TEXT_TYPES, Fetcher
+        from qa.ingest.web import is_feed, parse_feed
+
+        seconds = parse_every(every)
+        with Fetcher.from_settings(self.settings) as fetcher:
+            fetched = fetcher.get(url, accept=FEED_TYPES + TEXT_TYPES + ("text/html",))
+        if not is_feed(fetched.content):
+            raise InputError(url, "not an RSS or Atom feed (to add one article, ingest its URL)")
+        feed = parse_feed(fetched, url)
+        return self.feeds.add(url, seconds, feed.title)
+
+    def unfollow(self, url: str) -> bool:
+        return self.feeds.remove(url)
+
+    @_guarded
+    def poll_feeds(self, only: list[str] | None = None) -> list[tuple[str, object]]:
+        """Poll the feeds that are due (or `only` these, now): (URL, IngestReport, None when
+        unchanged (304), or the error's reason) per feed polled. Feeds another process is
+        polling are skipped."""
+        from qa.ingest.feeds import poll
+        from qa.ingest.fetch import Fetcher
+
+        with Fetcher.from_settings(self.settings) as fetcher:
+            ingester = Ingester(self.store, self.lexical, self.embedder, self.settings, fetcher)
+            return poll(self.feeds, ingester, fetcher, only=only)
+
     # --- read --------------------------------------------------------------------------------
     @_guarded
     def search(self, question: str, k: int = 5, filters: Filters | dict | None = None, mode: str = "hybrid") -> list[Hit]:
@@ -138,18 +190,33 @@ class Library:
     def ask(self, question: str, history=None, filters: Filters | dict | None = None):
         """A grounded Answer(text, kind, citations, grounded, timings): kind span, quote, fact,
         summary (an article's summary or key points), timeline (articles on a topic, newest
-        first), or not_found ('The articles don't say.', with the closest passages)."""
-        return self._with_index_state(self.engine.ask(question, history, filters))
+        first), or not_found ('The articles don't say.', with the closest passages). A citation
+        carries its article's URL and the wire copies of its story by other outlets (`also`)."""
+        return self._finish(self.engine.ask(question, history, filters))
 
     def stream(self, question: str, history=None, filters: Filters | dict | None = None):
         """Yields answer tokens (str) as they are generated, then the final Answer."""
         for item in self.engine.stream(question, history, filters):
-            yield item if isinstance(item, str) else self._with_index_state(item)
+            yield item if isinstance(item, str) else self._finish(item)
 
-    def _with_index_state(self, answer):
-        """An answer found while the lexical index was rebuilding says so (vectors alone found it)."""
+    @_guarded
+    def _finish(self, answer):
+        """URLs and other publishers on the citations; an answer found while the lexical index was
+        rebuilding says so (vectors alone found it)."""
         if not self.retriever.chunks.keyword_ready:
             answer.signals["keyword_index_ready"] = 0.0
+        cited = answer.citations + answer.closest
+        ids = list(dict.fromkeys(c.article_id for c in cited))
+        if ids:
+            records = self.store.get_articles(ids)
+            copies: dict[str, list] = {}
+            for copy in self.store.copies_of(ids):
+                copies.setdefault(copy.story, []).append(
+                    {"outlet": copy.outlet or copy.source, "url": copy.url, "published": copy.published, "title": copy.title})
+            for citation in cited:
+                record = records.get(citation.article_id)
+                citation.url = citation.url or (record.url if record else None)
+                citation.also = copies.get(citation.article_id, [])
         return answer
 
     @_guarded
@@ -158,12 +225,35 @@ class Library:
 
     @_guarded
     def delete(self, article_id: str) -> bool:
-        """Remove an article and all its chunks; False when no such article."""
+        """Remove an article and all its chunks; False when no such article. Deleting a story with
+        wire copies makes its earliest copy the story (written with its chunks before the old one
+        goes: a crash in between leaves the story twice, never lost)."""
+        record = self.store.get_article(article_id)
+        if record is None:
+            return False
+        copies = [] if record.story else self.store.copies_of([article_id])
+        if copies:
+            self._promote(copies[0], [c.id for c in copies[1:]])
         deleted = self.store.delete_article(article_id)
-        if deleted:
+        if deleted and not record.story:
             self.lexical.apply([(article_id, None, [])])
             self.lexical.mark_synced(self.store.bump_stamp())
         return deleted
+
+    def _promote(self, copy: ArticleRecord, others: list[str]) -> None:
+        """A wire copy becomes the story: its kept text chunked, embedded and stored; the other
+        copies point to it."""
+        from qa.ingest import wire
+        from qa.ingest.articles import Article
+
+        text = self.store.copy_text(copy.id) or ""
+        article = Article(id=copy.id, text=text, title=copy.title, source=copy.source, url=copy.url,
+                          published=copy.published, author=copy.author, dateline=copy.dateline,
+                          extra={"outlet": copy.outlet})
+        signature = wire.signature(text)
+        article.extra["wire"] = wire.bands(signature) if signature is not None else None
+        Ingester(self.store, self.lexical, self.embedder, self.settings)._write([(article, True)], None)
+        self.store.repoint_copies(others, copy.id)
 
     @_guarded
     def check(self, repair: bool = False, progress: Callable[[int, int], None] | None = None) -> dict:
@@ -171,7 +261,7 @@ class Library:
         from an interrupted ingest), and articles whose stored chunk count differs from the
         registry's. `repair` deletes orphans and drops incomplete articles (re-ingest them) and
         brings the lexical index in line (in bulk when far behind; `progress(chunks read, chunks)`)."""
-        records = {r.id: r for r in self.store.list_articles()}
+        records = {r.id: r for r in self.store.list_articles() if not r.story}  # wire copies have no chunks
         current = {article_id: r.content_hash for article_id, r in records.items()}
         ids, _texts, metas = self.store.all_chunks()
         orphans = [i for i, m in zip(ids, metas) if not is_current(m, current)]

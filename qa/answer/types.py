@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -37,13 +38,16 @@ class Citation:
     end: int
     published: str | None = None
     field: str | None = None  # for a fact answer: the article record field it comes from
+    url: str | None = None  # the article's URL, where it has one
+    # Wire copies of the cited story by other outlets: [{"outlet", "url", "published", "title"}]
+    also: list = dataclasses.field(default_factory=list)
 
     @classmethod
     def of(cls, n: int, sentence: Sentence) -> "Citation":
         return cls(n, sentence.hit.title, sentence.hit.article_id, sentence.text, sentence.start, sentence.end, sentence.hit.published)
 
     def to_dict(self) -> dict:
-        return {k: v for k, v in self.__dict__.items() if k != "field" or v is not None}
+        return {k: v for k, v in self.__dict__.items() if k not in ("field", "url") or v is not None}
 
 
 @dataclass

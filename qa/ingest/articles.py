@@ -191,7 +191,7 @@ def _html_to_text(html: str, source: str) -> tuple[str, dict]:
     if doc is None:
         raise InputError(source, "no article text found in the HTML")
     data = doc if isinstance(doc, dict) else doc.as_dict()
-    meta = {k: data.get(k) for k in ("title", "author", "date", "url") if data.get(k)}
+    meta = {k: data.get(k) for k in ("title", "author", "date", "url", "sitename") if data.get(k)}
     if "date" in meta:
         meta["published"] = meta.pop("date")
     return data.get("text") or "", meta

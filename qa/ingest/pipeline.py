@@ -25,41 +25,58 @@ class IngestReport:
     unchanged: list[str] = field(default_factory=list)
     replaced: list[str] = field(default_factory=list)
     rejected: list[tuple[str, str]] = field(default_factory=list)  # (source, reason)
+    copies: list[tuple[str, str]] = field(default_factory=list)  # wire copies stored: (article id, story id)
     chunks_added: int = 0
     seconds: float = 0.0
+    feeds: dict = field(default_factory=dict)  # URL -> Feed read (qa/ingest/web.py), for feed bookkeeping
 
     @property
     def ok(self) -> bool:
         return not self.rejected
 
     def summary(self) -> str:
+        copies = f", {len(self.copies)} wire copies of stored stories" if self.copies else ""
         return (
             f"{len(self.added)} added, {len(self.unchanged)} unchanged, {len(self.replaced)} replaced, "
-            f"{len(self.rejected)} rejected ({self.chunks_added} chunks written in {self.seconds:.1f} s)"
+            f"{len(self.rejected)} rejected{copies} ({self.chunks_added} chunks written in {self.seconds:.1f} s)"
         )
 
+    @property
+    def stored_anything(self) -> bool:
+        return bool(self.added or self.replaced or self.copies or self.unchanged)
 
-# Progress callback: (stage, done, total). Stages: "load" (files), "embed" (chunks embedded and stored).
+
+# Progress callback: (stage, done, total). Stages: "load" (files), "fetch" (URLs), "embed" (chunks embedded and stored).
 Progress = Callable[[str, int, int], None]
 
 
 class Ingester:
     """Writes articles into one collection: its store, its lexical index, with its embedder."""
 
-    def __init__(self, store: Store, lexical: LexicalIndex, embedder, settings: Settings):
+    def __init__(self, store: Store, lexical: LexicalIndex, embedder, settings: Settings, fetcher=None):
         self.store, self.lexical, self.embedder, self.settings = store, lexical, embedder, settings
+        self.fetcher = fetcher  # for URLs (qa/ingest/fetch.py); made from settings when needed
 
     def ingest(self, paths: Iterable[str | Path] | str | Path, progress: Progress | None = None) -> IngestReport:
-        """Load, clean, chunk, embed and store articles from files and folders. Unchanged
-        articles cost a hash comparison (no encoding); a changed one replaces its old chunks
-        atomically. Articles are committed in groups, so an interrupted ingest keeps the groups
-        already committed and leaves nothing half-visible."""
+        """Load, clean, chunk, embed and store articles from files, folders and URLs (article
+        pages or RSS/Atom feeds). Unchanged articles cost a hash comparison (no encoding); a
+        changed one replaces its old chunks atomically; a wire copy of a stored story is stored
+        as another publisher of it. Articles are committed in groups, so an interrupted ingest
+        keeps the groups already committed and leaves nothing half-visible."""
+        from qa.ingest.web import is_url
+
         started = time.perf_counter()
         if isinstance(paths, (str, Path)):
             paths = [paths]
+        paths = list(paths)
         report = IngestReport()
-        files, errors = iter_files([Path(p) for p in paths])
+        urls = [str(p) for p in paths if is_url(p)]
+        files, errors = iter_files([Path(p) for p in paths if not is_url(p)])
         articles: list[Article] = []
+        if urls:
+            loaded, report.feeds = self._load_urls(urls, progress)
+            errors.extend(loaded.errors)
+            articles += loaded.articles
         for n, path in enumerate(files, start=1):
             try:
                 loaded = load_file(path, max_bytes=int(self.settings.max_file_mb * 1e6))
@@ -71,12 +88,23 @@ class Ingester:
                     progress("load", n, len(files))
             errors.extend(loaded.errors)
             articles += loaded.articles
+        return self.store_articles(articles, errors, progress, report, started)
+
+    def store_articles(self, articles: list[Article], errors: list[InputError] | None = None,
+                       progress: Progress | None = None, report: IngestReport | None = None,
+                       started: float | None = None) -> IngestReport:
+        """Store loaded articles (what ingest() does after loading): unchanged ones cost a hash
+        comparison, twins and wire copies are recognised, the rest chunked, embedded, committed."""
+        started = time.perf_counter() if started is None else started
+        report = report or IngestReport()
+        errors = list(errors or [])
         # Only the registry records these articles touch (same id or same text): a write costs
         # the same in a growing archive.
         stored = {r.id: r for r in self.store.articles_matching([a.id for a in articles], [a.text_hash for a in articles])}
-        # text hash -> who has that text: stored articles, then the new ones of this run
-        by_text = {r.text_hash: (r.id, f"stored article '{r.id}' ({r.source})") for r in stored.values()}
+        # text hash -> (story id, who has that text, their URL): stored articles, then this run's new ones
+        by_text = {r.text_hash: (r.story or r.id, f"stored article '{r.id}' ({r.source})", r.url) for r in stored.values()}
         pending: list[tuple[Article, bool]] = []  # (article, replaces an existing one)
+        copies: list[tuple[Article, str]] = []  # (article, the story it is a wire copy of)
         seen: dict[str, str] = {}
         unchanged: dict[str, str] = {}
         for article in articles:
@@ -88,22 +116,78 @@ class Ingester:
             if existing and existing.content_hash == article.content_hash:
                 unchanged[article.id] = article.content_hash
                 report.unchanged.append(article.id)
+            elif twin and twin[0] != article.id and article.url and twin[2] and twin[2] != article.url:
+                copies.append((article, twin[0]))  # an exact re-post by another outlet: found by one lookup
             elif twin and twin[0] != article.id:
                 errors.append(InputError(article.source, f"same text as {twin[1]}"))
                 continue
             else:
                 pending.append((article, existing is not None))
-                by_text[article.text_hash] = (article.id, f"article '{article.id}' ({article.source})")
+                by_text[article.text_hash] = (article.id, f"article '{article.id}' ({article.source})", article.url)
             seen[article.id] = article.source
         if unchanged:
             self.store.delete_stale_chunks(unchanged)  # leftovers of an interrupted earlier run
+        pending, near = self._wire_copies(pending, stored)
+        copies += near
         report.rejected = [(e.source, e.reason) for e in errors]
+        if copies:
+            self._write_copies(copies, stored)
+            report.copies = [(article.id, story) for article, story in copies]
         if pending:
             report.chunks_added = self._write(pending, progress)
             for article, replaced in pending:
                 (report.replaced if replaced else report.added).append(article.id)
         report.seconds = time.perf_counter() - started
         return report
+
+    def _load_urls(self, urls: list[str], progress: Progress | None):
+        from qa.ingest.fetch import Fetcher
+        from qa.ingest.web import load_urls
+
+        if self.fetcher is not None:
+            return load_urls(urls, self.fetcher, progress)
+        with Fetcher.from_settings(self.settings) as fetcher:
+            return load_urls(urls, fetcher, progress)
+
+    def _wire_copies(self, pending: list[tuple[Article, bool]], stored: dict[str, ArticleRecord]):
+        """Split new articles into stories and near-duplicates of stories (qa/ingest/wire.py):
+        candidates are stored stories sharing an LSH band (one indexed registry read for the whole
+        run) and this run's earlier stories. A stored story's new version stays a story. Each
+        story gets its signature, so later copies find it."""
+        from qa.ingest import wire
+
+        signatures = {article.id: wire.signature(article.text) for article, _ in pending}
+        metas = {i: wire.bands(sig) for i, sig in signatures.items() if sig is not None}
+        where = wire.band_query([metas[article.id] for article, replaced in pending
+                                 if article.id in metas and not (replaced and not stored[article.id].story)])
+        known = [(i, wire.signature_of(m)) for i, m in self.store.wire_candidates(where)] if where else []
+        stories, copies = [], []
+        for article, replaced in pending:
+            sig = signatures[article.id]
+            is_story_update = replaced and not stored[article.id].story
+            match = None if sig is None or is_story_update else wire.best_match(
+                sig, [(i, s) for i, s in known if i != article.id])
+            if match:
+                copies.append((article, match[0]))
+                continue
+            article.extra["wire"] = metas.get(article.id)
+            stories.append((article, replaced))
+            if sig is not None:
+                known.append((article.id, sig))
+        return stories, copies
+
+    def _write_copies(self, copies: list[tuple[Article, str]], stored: dict[str, ArticleRecord]) -> None:
+        records = []
+        for article, story in copies:
+            record = self._record(article, chunks=0)
+            record.story = story
+            records.append((record, article.text))
+        self.store.write_copies(records)
+        # One that was a story before lost its chunks: the lexical index drops them too.
+        was_story = [article.id for article, _ in copies if article.id in stored and not stored[article.id].story]
+        if was_story:
+            self.lexical.apply([(article_id, None, []) for article_id in was_story])
+        self.store.bump_stamp()
 
     COMMIT_CHUNKS = 1024  # chunks embedded and committed together: bounds memory, keeps progress
 
@@ -185,6 +269,15 @@ class Ingester:
         return rows, np.stack(vectors)
 
     @staticmethod
+    def _record(article: Article, chunks: int) -> ArticleRecord:
+        return ArticleRecord(
+            id=article.id, content_hash=article.content_hash, text_hash=article.text_hash, title=article.title,
+            source=article.source, published=article.published, chunks=chunks, chars=len(article.text),
+            url=article.url, author=article.author, dateline=article.dateline, outlet=article.extra.get("outlet"),
+            wire=article.extra.get("wire"),
+        )
+
+    @staticmethod
     def _rows(article: Article, chunks: list, sentences: list[dict]) -> tuple[ArticleRecord, list[tuple[str, str, dict]]]:
         """The registry record and (id, text, metadata) per chunk. Ids derive from the content
         hash, so re-writing the same version (after a crash) overwrites instead of duplicating."""
@@ -193,11 +286,7 @@ class Ingester:
                 "article_chars": len(article.text)}  # the lede prior weighs news-length stories most
         if article.published:
             base |= {"published": article.published, "published_ord": date_ord(article.published)}
-        record = ArticleRecord(
-            id=article.id, content_hash=h, text_hash=article.text_hash, title=article.title,
-            source=article.source, published=article.published, chunks=len(chunks),
-            chars=len(article.text), url=article.url, author=article.author, dateline=article.dateline,
-        )
+        record = Ingester._record(article, len(chunks))
         return record, [
             (f"{article.id}:{h}:{c.index}", c.text, base | {"start": c.start, "end": c.end, "index": c.index} | packed)
             for c, packed in zip(chunks, sentences)

@@ -37,19 +37,21 @@ def candidates(folder: Path) -> dict[Path, tuple[int, int]]:
     return found
 
 
-def watch(lib, folder: Path, *, interval: float = 2.0, settle: float = 1.0,
+def watch(lib, folder: Path | None, *, interval: float = 2.0, settle: float = 1.0,
           report: Callable[[str], None] = print, stop: threading.Event | None = None) -> None:
-    """Ingest what lands in `folder` until `stop` is set (or forever)."""
-    folder = Path(folder)
-    if not folder.is_dir():
+    """Ingest what lands in `folder` (if any) and poll the library's due feeds, until `stop` is
+    set (or forever)."""
+    folder = Path(folder) if folder is not None else None
+    if folder is not None and not folder.is_dir():
         raise QAError(f"{folder}: not a folder")
     stop = stop or threading.Event()
     done: dict[Path, tuple[int, int]] = {}  # the version of each file already ingested (or rejected)
     steady_since: dict[Path, tuple[tuple[int, int], float]] = {}
     while not stop.is_set():
+        poll_feeds(lib, report)
         now = time.monotonic()
         ready = []
-        for path, signature in candidates(folder).items():
+        for path, signature in (candidates(folder) if folder is not None else {}).items():
             if done.get(path) == signature:
                 continue
             seen, since = steady_since.get(path, (None, now))
@@ -73,3 +75,17 @@ def watch(lib, folder: Path, *, interval: float = 2.0, settle: float = 1.0,
                 for source, reason in result.rejected:
                     report(f"rejected {source}: {reason}")
         stop.wait(interval)
+
+
+def poll_feeds(lib, report: Callable[[str], None]) -> None:
+    """Poll the library's due feeds (another process polling one is skipped); a store failure is
+    reported and the feed retried at its next poll."""
+    from qa.ingest.feeds import poll_lines
+
+    try:
+        results = lib.poll_feeds()
+    except QAError as exc:
+        report(f"error: {exc}")
+        return
+    for line in poll_lines(results, quiet=True):
+        report(line)

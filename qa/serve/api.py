@@ -35,9 +35,11 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 
 from qa.config import upload_dir
+from qa.ingest.pipeline import IngestReport
+from qa.ingest.web import is_url
 from qa.serve.state import ServerState
 from qa.errors import BackendError, InputError, NotFound, QAError, StoreError
-from qa.serve.schemas import AnswerOut, ArticlesOut, AskRequest, ChatCompletionOut, ChatRequest, DeletedOut, ErrorResponse, HealthOut, IngestOut, ModelsOut, Records, SearchOut
+from qa.serve.schemas import AnswerOut, ArticlesOut, AskRequest, ChatCompletionOut, ChatRequest, DeletedOut, ErrorResponse, FeedIn, FeedOut, FeedRemoved, FeedsOut, HealthOut, IngestOut, ModelsOut, Records, SearchOut
 
 
 INGEST_NICENESS = 10  # writes yield the CPU to questions (Linux: a thread's nice value is its own)
@@ -66,8 +68,13 @@ def errors_for(*statuses: int) -> dict:
 
 # POST /v1/articles takes JSON records as well as multipart files (FastAPI documents only the files).
 RECORDS_BODY = {"requestBody": {"content": {"application/json": {"schema": {
-    "type": "object", "required": ["records"], "additionalProperties": False,
-    "properties": {"records": {"type": "array", "minItems": 1, "items": {
+    "type": "object", "additionalProperties": False, "minProperties": 1,
+    "description": "Articles as JSON `records`, and/or `urls` to fetch (article pages or RSS/Atom feeds; "
+                   "addresses in private networks are refused unless the operator allows them). At least one "
+                   "record or URL.",
+    "properties": {"urls": {"type": "array", "maxItems": 100, "items": {"type": "string"},
+                            "description": "Article page or feed URLs; each failure is listed under `rejected`."},
+                   "records": {"type": "array", "items": {
         "type": "object",
         # Field types are not enforced here on purpose: a record that cannot be ingested (no text,
         # a text that is not a string, a date that does not exist) is listed under "rejected" in the
@@ -77,7 +84,9 @@ RECORDS_BODY = {"requestBody": {"content": {"application/json": {"schema": {
         "properties": {name: {"description": about} for name, about in (
             ("text", "The article's text (HTML is cleaned)."), ("id", "Default: from the title and date."),
             ("title", "Default: the first line."), ("source", "Where it came from."),
-            ("published", "YYYY-MM-DD."), ("url", "Its address."), ("author", "Its author."))}}}}}}}}}
+            ("published", "YYYY-MM-DD."), ("url", "Its address."), ("author", "Its author."))}}}},
+    "anyOf": [{"required": ["records"], "properties": {"records": {"minItems": 1}}},
+              {"required": ["urls"], "properties": {"urls": {"minItems": 1}}}]}}}}}
 
 
 def event_stream(events: list[str] | None, about: str) -> dict:
@@ -291,7 +300,7 @@ def build_router(state: "ServerState", require, openapi=None) -> APIRouter:
         limit = int(state.settings.max_file_mb * 1e6)
         upload_dir(state.settings).mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=upload_dir(state.settings), prefix="api-") as tmp:
-            paths = []
+            paths, not_urls = [], []
             if files:
                 for n, upload in enumerate(files):
                     data = await upload.read(limit + 1)
@@ -309,16 +318,38 @@ def build_router(state: "ServerState", require, openapi=None) -> APIRouter:
                 try:
                     body = Records.model_validate(json.loads(await request.body() or b"null"))
                 except (ValueError, TypeError) as exc:
-                    raise InputError("body", f"expected JSON {{\"records\": [{{\"text\": ...}}]}} or multipart files ({str(exc).splitlines()[0]})") from None
-                path = Path(tmp) / "records.jsonl"
-                path.write_text("".join(json.dumps(r) + "\n" for r in body.records), encoding="utf-8")
-                paths.append(path)
-            report = await asyncio.wrap_future(INGEST_THREADS.submit(lib.ingest, paths))
+                    raise InputError("body", f"expected JSON {{\"records\": [{{\"text\": ...}}]}} and/or {{\"urls\": [...]}}, or multipart files ({str(exc).splitlines()[0]})") from None
+                if body.records:
+                    path = Path(tmp) / "records.jsonl"
+                    path.write_text("".join(json.dumps(r) + "\n" for r in body.records), encoding="utf-8")
+                    paths.append(path)
+                # Fetched by the library's rules (a private address is refused); never read as a path.
+                paths += [url for url in body.urls if is_url(url)]
+                not_urls = [url for url in body.urls if not is_url(url)]
+            report = await asyncio.wrap_future(INGEST_THREADS.submit(lib.ingest, paths)) if paths else IngestReport()
+            report.rejected += [(url, "not a URL (expected http:// or https://)") for url in not_urls]
         return {
             "added": report.added, "replaced": report.replaced, "unchanged": report.unchanged,
-            "rejected": [{"source": Path(s).name, "reason": r} for s, r in report.rejected],
+            "rejected": [{"source": s if is_url(s) else Path(s).name, "reason": r} for s, r in report.rejected],
+            "copies": [{"id": a, "story": b} for a, b in report.copies],
             "chunks_added": report.chunks_added, "summary": report.summary(),
         }
+
+    @router.get("/feeds", dependencies=reader, response_model=FeedsOut, responses=errors_for(400, 401, 403, 404, 503))
+    async def feeds(collection: str | None = None):
+        found = await run_in_threadpool(lambda: library(collection).feeds.list())
+        return {"feeds": [f.to_dict() for f in found]}
+
+    @router.post("/feeds", dependencies=editor, response_model=FeedOut, responses=errors_for(400, 401, 403, 404, 503))
+    async def follow(body: FeedIn, collection: str | None = None):
+        feed = await run_in_threadpool(library(collection).follow, body.url, body.every)
+        return feed.to_dict()
+
+    @router.delete("/feeds", dependencies=editor, response_model=FeedRemoved, responses=errors_for(400, 401, 403, 404, 503))
+    async def unfollow(url: str = Query(description="The feed's URL, as added."), collection: str | None = None):
+        if not await run_in_threadpool(library(collection).unfollow, url):
+            raise HTTPException(404, f"not a followed feed: {url}")
+        return {"removed": url}
 
     @router.delete("/articles/{article_id}", dependencies=editor, response_model=DeletedOut,
                    responses=errors_for(400, 401, 403, 404, 503))

@@ -55,8 +55,46 @@ class ChatRequest(BaseModel):
 
 
 class Records(BaseModel):
+    """Articles as JSON records, or URLs to fetch (article pages or RSS/Atom feeds), or both."""
+
     model_config = ConfigDict(extra="forbid")
-    records: list[dict[str, Any]] = Field(min_length=1)
+    records: list[dict[str, Any]] = Field(default_factory=list)
+    urls: list[str] = Field(default_factory=list, max_length=100)
+
+    @model_validator(mode="after")
+    def _something(self):
+        if not self.records and not self.urls:
+            raise ValueError("send 'records' (articles as JSON) or 'urls' (pages or feeds to fetch)")
+        return self
+
+
+class FeedIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    url: str = Field(description="An RSS or Atom feed's URL (fetched once now to check it is one).")
+    every: str = Field("15m", description="How often to poll it: 90s, 15m, 1h.")
+
+
+class FeedOut(BaseModel):
+    url: str
+    every_s: float
+    title: str
+    etag: str | None
+    last_modified: str | None
+    last_poll: float | None = Field(description="Unix time of the last poll.")
+    next_poll: float
+    last_status: str
+    last_error: str | None
+    last_added: int
+    items_added: int
+    items_seen: int
+
+
+class FeedsOut(BaseModel):
+    feeds: list[FeedOut]
+
+
+class FeedRemoved(BaseModel):
+    removed: str
 
 
 # --- responses: what the schema promises, and what every route returns ----------------------------
@@ -109,6 +147,8 @@ class ArticleOut(BaseModel):
     url: str | None = None
     author: str | None = None
     dateline: str | None = None
+    outlet: str | None = None
+    story: str | None = Field(None, description="A wire copy: the id of the story it repeats (it has no chunks of its own).")
 
 
 class ArticlesOut(BaseModel):
@@ -125,6 +165,7 @@ class IngestOut(BaseModel):
     replaced: list[str]
     unchanged: list[str]
     rejected: list[Rejected]
+    copies: list[dict[str, str]] = Field(default_factory=list, description="Wire copies stored: {id, story}.")
     chunks_added: int
     summary: str
 

@@ -44,6 +44,20 @@ class ServerState:
         except Exception:  # noqa: BLE001 - the first question reports whatever is wrong, with context
             pass
 
+    def poll_feeds_forever(self, interval: float = 30.0, stop: threading.Event | None = None) -> None:
+        """Poll the due feeds of the collections opened so far (the default one at least), every
+        `interval` seconds: a `qa serve` keeps its archive current without a `qa watch` beside it
+        (both may run: a feed one process is polling, the other skips)."""
+        from qa.ingest.watch import poll_feeds
+
+        stop = stop or threading.Event()
+        while not stop.wait(interval):
+            for name in list(dict.fromkeys([self.settings.collection, *self.libraries])):
+                try:
+                    poll_feeds(self.library(name), report=lambda line: print(f"feeds [{name}] {line}", flush=True))
+                except Exception as exc:  # noqa: BLE001 - a poller must outlive one bad round
+                    print(f"feeds [{name}] error: {exc}", flush=True)
+
     def engine_for(self, collection: str | None = None, *, backend: str = "", model: str = "", base_url: str = "",
                    top_k: int = 0):
         """The answer chain for one visitor's choices (blank: the server's own): a new Engine over

@@ -266,6 +266,7 @@ def serve(settings: Settings, host: str = "127.0.0.1", port: int = 7860, concurr
     auth = auth_from_env(os.environ.get("QA_UI_AUTH"))
     state = App(settings)
     threading.Thread(target=state.warm_up, name="qa-warm-up", daemon=True).start()
+    threading.Thread(target=state.poll_feeds_forever, name="qa-feeds", daemon=True).start()
     demo = build(settings, state)
     # One local model serves one answer at a time; the queue keeps others waiting, not failing.
     demo.queue(default_concurrency_limit=concurrency, max_size=200)

@@ -105,14 +105,20 @@ class ArticleRecord:
     url: str | None = None
     author: str | None = None
     dateline: str | None = None
+    outlet: str | None = None  # the site that published it (web articles)
+    story: str | None = None  # a wire copy: the id of the story it is a copy of (it has no chunks)
+    wire: dict | None = None  # its near-duplicate signature and bands (qa/ingest/wire.py), written only
 
     def to_metadata(self) -> dict:
-        return {k: v for k, v in self.__dict__.items() if k != "id" and v is not None}
+        # None values too: Chroma's upsert merges metadata and deletes a key set to None, so a field
+        # an older version had and this one lacks (or a copy's `story`) does not linger.
+        meta = {k: v for k, v in self.__dict__.items() if k not in ("id", "wire")}
+        return meta | (self.wire or {})
 
     @classmethod
     def from_record(cls, id: str, meta: dict) -> "ArticleRecord":
         fields = cls.__dataclass_fields__
-        return cls(id=id, **{k: meta.get(k) for k in fields if k != "id"})
+        return cls(id=id, **{k: meta.get(k) for k in fields if k not in ("id", "wire")})
 
 
 def make_client(location: str | Path):
@@ -238,6 +244,10 @@ class Store:
             where={"text_hash": {"$in": part}}, include=["metadatas"]))
         return list({r: ArticleRecord.from_record(r, m) for r, m in self._registry_of(article_ids) + by_text}.values())
 
+    def get_articles(self, article_ids: list[str]) -> dict[str, ArticleRecord]:
+        """The stored records of these articles, by id (indexed reads)."""
+        return {i: ArticleRecord.from_record(i, m) for i, m in self._registry_of(article_ids)}
+
     def current_hashes_of(self, article_ids: list[str]) -> dict[str, str]:
         """article id -> current content hash, for these articles only (indexed reads)."""
         return {i: m["content_hash"] for i, m in self._registry_of(article_ids)}
@@ -259,7 +269,36 @@ class Store:
         return rows
 
     def current_hashes(self) -> dict[str, str]:
-        return {i: m["content_hash"] for i, m in self._registry()}
+        """article id -> current content hash of every article with chunks (wire copies have none)."""
+        return {i: m["content_hash"] for i, m in self._registry() if not m.get("story")}
+
+    # --- wire copies (qa/ingest/wire.py) -----------------------------------------------------------
+    def wire_candidates(self, where: dict) -> list[tuple[str, dict]]:
+        """(id, metadata) of the stories (not copies) a band query finds."""
+        got = self.registry.get(where=where, include=["metadatas"])
+        return [(i, m) for i, m in zip(got["ids"], got["metadatas"]) if not m.get("story")]
+
+    def copies_of(self, story_ids: list[str]) -> list[ArticleRecord]:
+        """The wire copies of these stories."""
+        rows = self._registry_in(story_ids, lambda part: self.registry.get(where={"story": {"$in": part}}, include=["metadatas"]))
+        return sorted((ArticleRecord.from_record(i, m) for i, m in rows), key=lambda r: (r.published or "", r.id))
+
+    def copy_text(self, copy_id: str) -> str | None:
+        got = self.registry.get(ids=[copy_id], include=["documents"])
+        return got["documents"][0] if got["ids"] else None
+
+    def write_copies(self, copies: list[tuple[ArticleRecord, str]]) -> None:
+        """Wire copies: a registry record each, with its text (kept so a copy can become the story
+        when the story is deleted), and no chunks."""
+        for i in range(0, len(copies), self.max_batch):
+            batch = copies[i : i + self.max_batch]
+            self.registry.upsert(ids=[r.id for r, _ in batch], embeddings=[[1.0]] * len(batch),
+                                 metadatas=[r.to_metadata() for r, _ in batch], documents=[text for _, text in batch])
+        self.delete_stale_chunks({r.id: r.content_hash for r, _ in copies})  # one that was a story before
+
+    def repoint_copies(self, copy_ids: list[str], story_id: str) -> None:
+        if copy_ids:
+            self.registry.update(ids=copy_ids, metadatas=[{"story": story_id}] * len(copy_ids))
 
     # --- writes ------------------------------------------------------------------------------
     def write_articles(self, rows: list[tuple[ArticleRecord, list[tuple[str, str, dict]]]], vectors) -> None:

@@ -51,6 +51,6 @@ class TimelineRoute:
 
     def _records(self, filters: Filters) -> list:
         """The article records within the filters."""
-        return [r for r in self.evidence.articles()
-                if filters.matches({"article_id": r.id, "source": r.source,
+        return [r for r in self.evidence.articles() if not getattr(r, "story", None)  # a wire copy is its story
+                and filters.matches({"article_id": r.id, "source": r.source,
                                     "published_ord": date_ord(r.published) if r.published else None})]
