@@ -3,10 +3,14 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 DONE   := $(VENV)/.setup-done
-# llama.cpp built for AVX2 CPUs, not -march=native: native builds enable AMX/AVX-512 code that
-# dies with "Illegal instruction" in some VMs and sandboxes that advertise those features.
-LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON \
-	-DGGML_AVX512=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF
+# llama.cpp with its CPU code built once per CPU generation (x64 … haswell … skylakex, icelake,
+# zen4, sapphirerapids) and the best one this CPU runs loaded at run time (qa/models/llms.py:
+# load_cpu_backend): AVX-512/VNNI/AMX where present, AVX2 where not, no "Illegal instruction".
+# Not -march=native: a wheel built here may run on another machine. (~10 min on 2 cores, once.)
+LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_BACKEND_DL=ON -DGGML_CPU_ALL_VARIANTS=ON
+# pip reuses a cached llama-cpp-python wheel whatever CMAKE_ARGS say: one built before (AVX2 only,
+# no variants) is rebuilt once.
+HAS_VARIANTS := import llama_cpp, pathlib, sys; sys.exit(not any((pathlib.Path(llama_cpp.__file__).parents[1] / 'bin').glob('libggml-cpu-*.so')))
 
 .PHONY: setup serve test bench clean browser
 setup: $(DONE)
@@ -18,6 +22,8 @@ $(DONE): pyproject.toml
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q torch==2.13.0
 	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(BIN)/pip install -q -e '.[all]'
+	$(BIN)/python -c "$(HAS_VARIANTS)" || CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(BIN)/pip install -q --no-cache-dir \
+		--force-reinstall --no-deps "llama-cpp-python==$$($(BIN)/python -c 'import llama_cpp; print(llama_cpp.__version__)')"
 	touch $@
 
 # Ingest is idempotent: unchanged seed articles cost one lookup each.

@@ -72,7 +72,11 @@ def collect(settings: Settings, measure_llm: bool = False) -> dict:
         from qa.models.llm_speed import cached_speed
         from qa.models.local_models import INSTRUCT, MODELS, file_of
 
+        from qa.models.llms import cpu_features_in_use, load_cpu_backend
+
         llm["local_model"] = settings.local_model
+        # Which of llama.cpp's CPU builds this machine runs (make builds them all; the best loads).
+        llm["llama_cpp_cpu"] = {"variant": load_cpu_backend(), "features": cpu_features_in_use()}
         names = list(MODELS) if settings.local_model == "auto" else [settings.local_model]
         if settings.local_model == "auto":
             llm["auto_rule"] = f"{INSTRUCT} where its measured answer time here is <= {settings.local_model_budget_s:g} s, else gemma-3-270m"

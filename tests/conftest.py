@@ -119,7 +119,7 @@ def llama_server(model_path: str, alias: str, log_dir: Path, *extra: str):
     port = free_port()
     log_path = log_dir / "server.log"
     with server_process(
-        [sys.executable, "-m", "llama_cpp.server", "--model", model_path, "--model_alias", alias,
+        [sys.executable, "-m", "qa.models.llama_server", "--model", model_path, "--model_alias", alias,
          "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "2048", "--api_key", LLM_API_KEY, *extra],
         log_path,
     ) as proc:

@@ -33,8 +33,10 @@ def _key(model: str, threads: int) -> str:
     import llama_cpp
 
     from qa.models.encoders import cpu_flags
+    from qa.models.llms import load_cpu_backend
 
-    return f"{model}|{llama_cpp.__version__}|{threads}|{' '.join(sorted(cpu_flags()))}"
+    variant = load_cpu_backend()  # an AVX2-only build and the run-time variants measure apart
+    return f"{model}|{llama_cpp.__version__}|{variant}|{threads}|{' '.join(sorted(cpu_flags()))}"
 
 
 def cached_speed(settings: Settings, model: str) -> dict | None:

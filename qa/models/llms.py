@@ -25,6 +25,7 @@ import weakref
 from typing import Iterator, Protocol
 
 from qa.errors import BackendError
+from qa.lazy import load_once
 from qa.models.local_models import DEFAULT, model_path, resolve
 
 
@@ -49,10 +50,59 @@ def threads_for(threads: int | None) -> int:
     return threads or os.cpu_count() or 2
 
 
+def load_cpu_backend() -> str | None:
+    """Load llama.cpp's CPU code when it is built as run-time variants, and name the one loaded.
+
+    `make` builds llama.cpp with GGML_BACKEND_DL + GGML_CPU_ALL_VARIANTS: its CPU code is one
+    library per CPU generation (libggml-cpu-haswell.so, -skylakex, -icelake, -zen4,
+    -sapphirerapids, …, installed in site-packages/bin), and ggml loads the best one this CPU runs
+    (AVX-512, VNNI, AMX where present; AVX2 or less where not: no "Illegal instruction").
+    llama-cpp-python does not load them itself, so this does, once, before the first model.
+    Returns the variant's name ("zen4"), "built-in" for a build with its CPU code linked in (an
+    older AVX2-only build), or None when llama-cpp-python is not installed."""
+    return _cpu_backend()
+
+
+@load_once
+def _cpu_backend() -> str | None:
+    import ctypes
+
+    try:
+        import llama_cpp
+    except ImportError:
+        return None
+    package = Path(llama_cpp.__file__).parent
+    lib = package / "lib"
+    if any(lib.glob("libggml-cpu.so*")):
+        return "built-in"
+    for folder in (package.parent / "bin", lib):
+        if any(folder.glob("libggml-cpu-*.so")):
+            # The soname libllama links against: a wheel stores libggml.so and libggml.so.0 as two
+            # copies (no symlinks), each with its own backend registry; only libllama's counts.
+            ggml = ctypes.CDLL(str(lib / "libggml.so.0") if (lib / "libggml.so.0").exists() else str(lib / "libggml.so"))
+            ggml.ggml_backend_load_all_from_path.argtypes = [ctypes.c_char_p]
+            # QA_LLAMA_CPU_VARIANT=haswell (say) loads that one instead of the best: for comparing
+            # variants on one machine; a variant the CPU lacks would die with "Illegal instruction".
+            forced = os.environ.get("QA_LLAMA_CPU_VARIANT")
+            with _quiet_stderr():
+                if forced:
+                    ggml.ggml_backend_load.argtypes = [ctypes.c_char_p]
+                    ggml.ggml_backend_load.restype = ctypes.c_void_p
+                    if not ggml.ggml_backend_load(str(folder / f"libggml-cpu-{forced}.so").encode()):
+                        raise BackendError(f"QA_LLAMA_CPU_VARIANT: no llama.cpp CPU variant '{forced}' in {folder}")
+                else:
+                    ggml.ggml_backend_load_all_from_path(str(folder).encode())
+            break
+    loaded = re.findall(r"libggml-cpu-([\w-]+)\.so", Path("/proc/self/maps").read_text()) if Path("/proc/self/maps").exists() else []
+    return loaded[0] if loaded else "unknown"
+
+
 def cpu_features_in_use() -> str:
     """The CPU features llama.cpp's loaded CPU code uses (its own system-info line), e.g.
     "AVX2 FMA F16C" or "AVX512 AVX512_VNNI AVX512_BF16 AMX_INT8"."""
     import llama_cpp
+
+    load_cpu_backend()
 
     line = llama_cpp.llama_print_system_info().decode(errors="replace")
     wanted = ("AVX", "AVX2", "AVX_VNNI", "FMA", "F16C", "AVX512", "AVX512_VBMI", "AVX512_VNNI", "AVX512_BF16", "AMX_INT8")
@@ -103,6 +153,7 @@ class LocalLLM:
     def _load(self) -> None:
         from llama_cpp import Llama
 
+        load_cpu_backend()
         with _quiet_stderr():  # llama.cpp prints load notes from C even with verbose=False
             model = Llama(model_path=model_path(self.model_name, self.cache_dir), n_ctx=self.context,
                           n_threads=self.threads, verbose=False)
