@@ -1,4 +1,4 @@
-"""Benchmarks entry point: python -m benchmarks {retrieval,answers,ingest,query,scale,api-load,cold,summaries} [options]."""
+"""Benchmarks entry point: python -m benchmarks {retrieval,answers,ingest,query,scale,api-load,cold,summaries,feeds} [options]."""
 
 import sys
 
@@ -11,6 +11,7 @@ COMMANDS = {
     "api-load": ("benchmarks.api_load", "main"),
     "cold": ("benchmarks.cold", "main"),
     "summaries": ("benchmarks.summaries", "main"),
+    "feeds": ("benchmarks.feeds", "main"),
 }
 
 

@@ -31,7 +31,7 @@ from .test_api import QA, TOKENS, bearer, call  # noqa: E402
 
 EXAMPLES = int(os.environ.get("QA_FUZZ_EXAMPLES", "25"))
 EDITOR = bearer("editor-token-2")
-WRITES = {"POST /v1/articles", "DELETE /v1/articles/{article_id}"}
+WRITES = {"POST /v1/articles", "DELETE /v1/articles/{article_id}", "POST /v1/feeds", "DELETE /v1/feeds"}
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +71,8 @@ def one_error_format(ctx, response, case):
 
 
 OPERATIONS = ["POST /v1/ask", "GET /v1/search", "GET /v1/articles", "POST /v1/articles", "DELETE /v1/articles/{article_id}",
-              "GET /v1/models", "POST /v1/chat/completions", "GET /v1/health"]
+              "GET /v1/models", "POST /v1/chat/completions", "GET /v1/health",
+              "GET /v1/feeds", "POST /v1/feeds", "DELETE /v1/feeds"]
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance,
           negative_data_rejection, one_error_format]
 

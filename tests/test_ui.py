@@ -25,7 +25,9 @@ def ui(tmp_path_factory):
     home = tmp_path_factory.mktemp("ui")
     subprocess.run([QA, "ingest", str(SEED)], cwd=home, check=True, capture_output=True, timeout=300)
     port = free_port()
-    with server_process([QA, "serve", "--port", str(port)], home / "serve.log", cwd=home) as proc:
+    # The feeds test serves its feed from 127.0.0.1: the operator allows that network here.
+    env = os.environ | {"QA_FETCH_ALLOWED_NETS": "127.0.0.0/8", "QA_FETCH_HOST_DELAY": "0"}
+    with server_process([QA, "serve", "--port", str(port)], home / "serve.log", cwd=home, env=env) as proc:
         wait_http(f"http://127.0.0.1:{port}/", 120, proc)
         yield {"url": f"http://127.0.0.1:{port}/", "home": home}
 
@@ -141,3 +143,31 @@ def test_basic_auth_guards_page_and_api(tmp_path):
             Client(url, verbose=False).predict(QUESTION, api_name="/ask")
         text = Client(url, auth=("reader", "s3cret-pass"), verbose=False).predict(QUESTION, api_name="/ask")
         assert "Motegi" in text
+
+
+def test_browser_feeds_follow_poll_and_answer_with_the_url(page, ui):
+    from benchmarks.news_site import NewsSite, Route, article_page, rss
+
+    timeline = Path(__file__).resolve().parents[1] / "evals" / "datasets" / "timeline"
+    with NewsSite() as site:
+        items = []
+        for path in sorted(timeline.glob("*ferry-strike-ends.txt")) + sorted(timeline.glob("*floating-library*.txt")):
+            blocks = [b for b in path.read_text().split("\n\n") if b.strip()]
+            site.routes[f"/n/{path.stem}.html"] = Route(article_page(blocks[0], blocks[1:], outlet="Harbour Herald"))
+            items.append({"title": blocks[0], "link": site.url(f"/n/{path.stem}.html"), "published": path.stem[:10]})
+        site.routes["/feed.xml"] = Route(rss("Harbour Herald", items), "application/rss+xml")
+        page.get_by_role("tab", name="Library").click()
+        page.locator("#feed-url textarea, #feed-url input").first.fill("http://169.254.169.254/latest/meta-data/")
+        page.locator("#feed-add").click()
+        expect(page.locator("#feed-message")).to_contain_text("blocked address 169.254.169.254")
+        page.locator("#feed-url textarea, #feed-url input").first.fill(site.url("/feed.xml"))
+        page.locator("#feed-add").click()
+        expect(page.locator("#feed-message")).to_contain_text("Following Harbour Herald")
+        expect(page.locator("#feeds")).to_contain_text(site.url("/feed.xml"))
+        page.locator("#feed-poll").click()
+        expect(page.locator("#feed-message")).to_contain_text("2 added", timeout=90_000)
+        expect(page.locator("#feeds")).to_contain_text("new items")
+        expect(page.locator("#articles")).to_contain_text("Ferry strike ends with pay deal")
+        page.get_by_role("tab", name="Chat").click()
+        ask(page, "What pay rise did the ferry crews accept?", "6 percent")
+        expect(page.locator("#sources")).to_contain_text(site.url("/n/"))

@@ -6,6 +6,7 @@ from __future__ import annotations
 import html
 import os
 import threading
+import time
 from pathlib import Path
 
 import gradio as gr
@@ -16,7 +17,7 @@ from qa.serve.state import ServerState
 from qa.config import Settings, upload_dir
 from qa.answer.types import Answer
 from qa.answer.conversation import recent_history
-from qa.errors import QAError
+from qa.errors import InputError, QAError
 from qa.library import Library
 
 SEED_QUESTION = "Who said GSOMIA scrapping was a misjudgment?"
@@ -129,7 +130,52 @@ class App(ServerState):
         user = self.user(request)
         editor = gr.update(visible=user.can("editor"))
         line = f"Signed in as **{user.name}** ({user.role})." if self.tokens else ""
-        return line, editor, editor, editor, editor
+        return line, editor, editor, editor, editor, editor
+
+    # --- feeds and URLs ----------------------------------------------------------------------------
+    def feed_rows(self, collection: str) -> list[list]:
+        def when(stamp):
+            return time.strftime("%Y-%m-%d %H:%M", time.localtime(stamp)) if stamp else ""
+
+        return [[f.url, f.title, f"{f.every_s / 60:g} min", when(f.last_poll), f.last_status or "not polled yet",
+                 f.items_added, f.last_error or "", when(f.next_poll) or "now"] for f in self.library(collection).feeds.list()]
+
+    def follow(self, url: str, every: str, collection: str, request: gr.Request = None):
+        """Follow a feed, or add one article page: a feed's items come with the next poll (within
+        a minute: `qa serve` polls), a page is ingested now."""
+        from qa.ingest.web import is_url
+
+        self.require(request, "editor", "add feeds")
+        url = (url or "").strip()
+        if not is_url(url):
+            gr.Warning("Enter a feed's or an article's URL (http:// or https://).")
+            return "Enter a feed's or an article's URL.", self.feed_rows(collection), *self.library_view(collection)
+        lib = self.library(collection)
+        try:
+            feed = lib.follow(url, every or "15m")
+            message = f"Following **{feed.title or feed.url}**: its articles arrive with the next poll."
+        except InputError as exc:
+            if "not an RSS or Atom feed" not in exc.reason:
+                gr.Warning(str(exc))
+                return f"Not added: {exc}", self.feed_rows(collection), *self.library_view(collection)
+            report = lib.ingest([url])  # an article page
+            if report.rejected:
+                gr.Warning("; ".join(f"{s}: {r}" for s, r in report.rejected))
+            message = report.summary() + "".join(f"\n\nrejected: {s}: {r}" for s, r in report.rejected)
+        return message, self.feed_rows(collection), *self.library_view(collection)
+
+    def poll_now(self, collection: str, request: gr.Request = None):
+        from qa.ingest.feeds import poll_lines
+
+        self.require(request, "editor", "poll feeds")
+        lib = self.library(collection)
+        lines = poll_lines(lib.poll_feeds(only=[f.url for f in lib.feeds.list()]))
+        return "\n\n".join(lines) or "No feeds to poll.", self.feed_rows(collection), *self.library_view(collection)
+
+    def unfollow(self, url: str, collection: str, request: gr.Request = None):
+        self.require(request, "editor", "remove feeds")
+        done = self.library(collection).unfollow((url or "").strip())
+        return ("No longer following it (its articles stay)." if done else "Not a followed feed."), self.feed_rows(collection)
 
     def examples(self) -> list[str]:
         """Example questions: the seed question when the seed is stored, then one per article title."""
@@ -144,6 +190,14 @@ class App(ServerState):
         return questions or [SEED_QUESTION]
 
 
+def _link(url: str | None, text: str) -> str:
+    """A link for an http(s) URL (a record's URL is whatever a file said: no javascript: links),
+    else the text alone."""
+    if url and url.lower().startswith(("http://", "https://")):
+        return f"<a href='{html.escape(url)}' target='_blank' rel='noopener noreferrer'>{html.escape(text)}</a>"
+    return html.escape(text)
+
+
 def _passage_html(lib: Library, c, head: str) -> str:
     """One source: its title line, then the sentence highlighted inside its surrounding text."""
     meta = f"{html.escape(c.published or 'undated')} · {html.escape(c.article_id)} · "
@@ -156,8 +210,14 @@ def _passage_html(lib: Library, c, head: str) -> str:
     lead = "…" if c.start > len(before) else ""
     tail = "…" if c.end + len(after) < len(text) else ""
     passage = f"{lead}{html.escape(before)}<mark>{html.escape(text[c.start:c.end])}</mark>{html.escape(after)}{tail}"
+    link = f" · {_link(c.url, c.url)}" if c.url else ""
+    also = ""
+    if c.also:
+        outlets = ", ".join(_link(a.get("url"), a.get("outlet") or a.get("url") or "another outlet")
+                            + (f" ({html.escape(a['published'])})" if a.get("published") else "") for a in c.also)
+        also = f"<div class='meta also'>Also published by {outlets}</div>"
     return (f"<div class='source'><div><b>{head} {html.escape(c.title)}</b> <span class='meta'>{meta}"
-            f"chars {c.start}–{c.end}</span></div><div>{passage}</div></div>")
+            f"chars {c.start}–{c.end}{link}</span></div><div>{passage}</div>{also}</div>")
 
 
 KIND_WORDS = {
@@ -215,6 +275,18 @@ def build(settings: Settings, app: App | None = None) -> gr.Blocks:
                 to_delete = gr.Dropdown(choices=[row[0] for row in initial_rows], label="Article", elem_id="delete-choice")
                 delete = gr.Button("Delete article", variant="stop", elem_id="delete")
             delete_message = gr.Markdown()
+            gr.Markdown("### Feeds and article URLs")
+            with gr.Row(elem_id="feed-controls") as feed_controls:  # hidden for a reader
+                feed_url = gr.Textbox(label="RSS/Atom feed or article URL", scale=3, elem_id="feed-url")
+                feed_every = gr.Textbox(value="15m", label="Poll every", scale=1, elem_id="feed-every")
+                follow = gr.Button("Add", variant="primary", scale=1, elem_id="feed-add")
+                poll = gr.Button("Poll now", scale=1, elem_id="feed-poll")
+                unfollow = gr.Button("Stop following", scale=1, elem_id="feed-remove")
+            feed_message = gr.Markdown(elem_id="feed-message")
+            feeds = gr.Dataframe(
+                headers=["feed", "title", "every", "last poll", "status", "articles added", "last error", "next poll"],
+                value=app.feed_rows(collection_default), interactive=False, elem_id="feeds",
+            )
         with gr.Tab("Settings"):
             with gr.Column(elem_id="settings") as settings_box:  # hidden for a reader
                 backend = gr.Dropdown(["local", "openai", "openai-compatible"], value=settings.llm_backend, label="LLM backend", elem_id="backend")
@@ -230,15 +302,18 @@ def build(settings: Settings, app: App | None = None) -> gr.Blocks:
         ask.click(app.respond, chat_inputs, [chatbot, question, sources], api_visibility="private")
         clear.click(lambda: ([], ""), None, [chatbot, sources], api_visibility="private")
         collection_box.change(
-            lambda c: (c, *app.library_view(c)),
-            collection_box, [collection, articles, to_delete], api_visibility="private",
+            lambda c: (c, *app.library_view(c), app.feed_rows(c)),
+            collection_box, [collection, articles, to_delete, feeds], api_visibility="private",
         )
         uploads.upload(app.upload, [uploads, collection], [upload_results, upload_summary, articles, to_delete], api_visibility="private")
         delete.click(app.delete, [to_delete, collection], [delete_message, articles, to_delete], api_visibility="private")
+        follow.click(app.follow, [feed_url, feed_every, collection], [feed_message, feeds, articles, to_delete], api_visibility="private")
+        poll.click(app.poll_now, [collection], [feed_message, feeds, articles, to_delete], api_visibility="private")
+        unfollow.click(app.unfollow, [feed_url, collection], [feed_message, feeds], api_visibility="private")
         # What this visitor's role may see: a reader gets no upload, delete or settings controls
         # (and the handlers refuse those calls anyway).
         signed_in = gr.Markdown(elem_id="signed-in")
-        demo.load(app.controls, None, [signed_in, uploads, to_delete, delete, settings_box], api_visibility="private")
+        demo.load(app.controls, None, [signed_in, uploads, to_delete, delete, settings_box, feed_controls], api_visibility="private")
         gr.api(app.ask_api, api_name="ask")
         gr.api(app.ingest_api, api_name="ingest")
     return demo
