@@ -192,15 +192,14 @@ class Library:
         summary (an article's summary or key points), timeline (articles on a topic, newest
         first), or not_found ('The articles don't say.', with the closest passages). A citation
         carries its article's URL and the wire copies of its story by other outlets (`also`)."""
-        return self._finish(self.engine.ask(question, history, filters))
+        return self.engine.ask(question, history, filters)
 
     def stream(self, question: str, history=None, filters: Filters | dict | None = None):
         """Yields answer tokens (str) as they are generated, then the final Answer."""
-        for item in self.engine.stream(question, history, filters):
-            yield item if isinstance(item, str) else self._finish(item)
+        yield from self.engine.stream(question, history, filters)
 
     @_guarded
-    def _finish(self, answer):
+    def finish_answer(self, answer):
         """URLs and other publishers on the citations; an answer found while the lexical index was
         rebuilding says so (vectors alone found it)."""
         if not self.retriever.chunks.keyword_ready:

@@ -182,6 +182,9 @@ class Engine(SpanRoute, QuoteRoute, LocalRoute, ChatRoute, FactRoute, SummaryRou
         if dated is not None:
             answer.signals |= dated.signals()
             answer.dates = dated.describe()
+        finish = getattr(self.evidence, "finish_answer", None)  # the library's URLs and wire copies
+        if finish is not None:
+            finish(answer)
         answer.timings = timings | {"total": time.perf_counter() - t0}
         yield answer
 

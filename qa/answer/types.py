@@ -27,6 +27,9 @@ class EvidenceSource(Protocol):
 
     def article_sentences(self, article_id: str) -> tuple: ...
 
+    # Optional: `finish_answer(answer)` adds what the store knows to a finished answer (citations'
+    # URLs, the story's other publishers, the index's state); the engine calls it when present.
+
 
 @dataclass
 class Citation:

@@ -126,10 +126,10 @@ class Fetcher:
         `last_modified`, an unchanged resource comes back as status 304 with no content."""
         original, redirects = url, []
         for _hop in range(self.max_redirects + 1):
-            self._pinned(url, original)  # a refused address is the reason, not the robots.txt it blocks
+            pinned = self._pinned(url, original)  # a refused address is the reason, not the robots.txt it blocks
             if self.respect_robots and not self._robots_allow(url):
                 raise FetchError(original, f"disallowed by robots.txt ({url})" if url != original else "disallowed by robots.txt")
-            response = self._request(url, original, etag, last_modified)
+            response = self._request(url, original, etag, last_modified, pinned)
             try:
                 if response.status_code in (301, 302, 303, 307, 308):
                     location = response.headers.get("location")
@@ -181,10 +181,10 @@ class Fetcher:
         if start > now:
             time.sleep(start - now)
 
-    def _request(self, url: str, original: str, etag: str | None, last_modified: str | None):
+    def _request(self, url: str, original: str, etag: str | None, last_modified: str | None, pinned=None):
         import httpx
 
-        target, headers, extensions = self._pinned(url, original)
+        target, headers, extensions = pinned or self._pinned(url, original)
         if etag:
             headers["If-None-Match"] = etag
         if last_modified:

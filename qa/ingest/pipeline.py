@@ -130,13 +130,13 @@ class Ingester:
         pending, near = self._wire_copies(pending, stored)
         copies += near
         report.rejected = [(e.source, e.reason) for e in errors]
-        if copies:
-            self._write_copies(copies, stored)
-            report.copies = [(article.id, story) for article, story in copies]
         if pending:
             report.chunks_added = self._write(pending, progress)
             for article, replaced in pending:
                 (report.replaced if replaced else report.added).append(article.id)
+        if copies:  # after the stories: a copy never points at a story not stored yet
+            self._write_copies(copies, stored)
+            report.copies = [(article.id, story) for article, story in copies]
         report.seconds = time.perf_counter() - started
         return report
 

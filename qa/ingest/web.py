@@ -103,10 +103,11 @@ def article_from_page(fetched: Fetched, source: str, item: FeedItem | None = Non
     html = decode_bytes(fetched.content, source)
     text, meta = _html_to_text(html, source)
     url = canonical_url(fetched.url, meta.pop("url", None))
-    if item:
-        for key, value in (("title", item.title), ("published", item.published), ("author", item.author)):
+    if item:  # the feed's date is the publisher's own; a page's is often htmldate's guess
+        for key, value in (("title", item.title), ("author", item.author)):
             if value and not meta.get(key):
                 meta[key] = value
+        meta["published"] = item.published or meta.get("published")
     meta |= {"id": article_id(url), "url": url, "source": url, "outlet": meta.pop("sitename", None) or _site(url)}
     return _make_article(text, meta, source, meta["id"])
 

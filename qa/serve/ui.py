@@ -95,7 +95,8 @@ class App(ServerState):
 
     # --- library -----------------------------------------------------------------------------
     def article_rows(self, collection: str) -> list[list]:
-        return [[a.id, a.title, a.published or "", Path(a.source).name, a.chunks] for a in self.library(collection).articles()]
+        return [[a.id, a.title + (f" (wire copy of {a.story})" if a.story else ""), a.published or "",
+                 a.url or Path(a.source).name, a.chunks] for a in self.library(collection).articles()]
 
     def upload(self, files, collection: str, request: gr.Request = None, progress=gr.Progress()):
         self.require(request, "editor", "add articles")
