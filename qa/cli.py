@@ -163,6 +163,10 @@ def ask(
     for c in answer.citations:
         where = f"{c.field} of the article" if c.field else f"{c.start}-{c.end}"
         typer.echo(f"[{c.n}] {c.title} ({c.published or 'undated'}) {c.article_id}:{where}\n    \"{c.quote}\"")
+        if c.url:
+            typer.echo(f"    {c.url}")
+        for other in c.also:
+            typer.echo(f"    also published by {other['outlet']} ({other.get('published') or 'undated'}) {other.get('url') or ''}".rstrip())
     if answer.closest:
         typer.echo("Closest passages (they do not answer it):")
         for c in answer.closest:

@@ -233,7 +233,7 @@ def test_the_cli_ingests_a_feed_and_exits_non_zero_when_nothing_could_be_added(s
 
     from qa.cli import app
 
-    items = [publish(site, path) for path in TIMELINE[:2]]
+    items = [publish(site, path) for path in (TIMELINE[0], TIMELINE[-1])]
     site.routes["/feed.xml"] = Route(rss("Harbour Herald", items), "application/rss+xml")
     monkeypatch.setenv("QA_FETCH_ALLOWED_NETS", LOOPBACK)
     monkeypatch.setenv("QA_FETCH_HOST_DELAY", "0")
@@ -249,6 +249,9 @@ def test_the_cli_ingests_a_feed_and_exits_non_zero_when_nothing_could_be_added(s
     assert not_feed.exit_code != 0 and "not an RSS or Atom feed" in not_feed.output
     listed = CliRunner().invoke(app, [*data, "feeds", "list"])
     assert site.url("/feed.xml") in listed.output and "not polled yet" in listed.output
+    asked = CliRunner().invoke(app, [*data, "ask", "What pay rise did the ferry crews accept?"])
+    assert asked.exit_code == 0 and "6 percent" in asked.output
+    assert site.url(f"/news/{TIMELINE[-1].stem}.html") in asked.output  # the citation's URL
 
 
 def test_no_fetch_reaches_an_address_the_operator_did_not_allow(site, tmp_path, embedder):
