@@ -26,11 +26,14 @@ def library_part(data_dir: Path, location, collection: str, part: str) -> Path:
     """Where a collection's own files of one kind (`part`: "feeds") live: in an embedded store's
     folder (`<folder>/<part>/<collection>`); for a Chroma server, under the local data dir, one
     folder per server and collection."""
+    return _under_data_dir(data_dir, location, collection, part) if is_server(location) else Path(location) / part / collection
+
+
+def _under_data_dir(data_dir: Path, location, collection: str, part: str) -> Path:
+    """`<data dir>/<part>/<collection>-<hash of the location as given>`."""
     import hashlib
 
-    if is_server(location):
-        return Path(data_dir) / part / f"{collection}-{hashlib.sha256(str(location).encode()).hexdigest()[:12]}"
-    return Path(location) / part / collection
+    return Path(data_dir) / part / f"{collection}-{hashlib.sha256(str(location).encode()).hexdigest()[:12]}"
 
 
 def lexical_dir(data_dir: Path, location, collection: str) -> Path:
@@ -41,14 +44,9 @@ def lexical_dir(data_dir: Path, location, collection: str) -> Path:
 
     Versions before this one kept every index under the data dir of the working directory, keyed
     by a hash of the location as given: an index found there is moved in, not rebuilt."""
-    import hashlib
-
-    if is_server(location):
-        key = hashlib.sha256(str(location).encode()).hexdigest()[:12]
-        return Path(data_dir) / "lexical" / f"{collection}-{key}"
-    folder = Path(location) / "lexical" / collection
-    if not folder.exists():
-        old = Path(data_dir) / "lexical" / f"{collection}-{hashlib.sha256(str(location).encode()).hexdigest()[:12]}"
+    folder = library_part(data_dir, location, collection, "lexical")
+    if not is_server(location) and not folder.exists():
+        old = _under_data_dir(data_dir, location, collection, "lexical")
         if old.is_dir():
             try:
                 folder.parent.mkdir(parents=True, exist_ok=True)

@@ -28,7 +28,6 @@ class IngestReport:
     copies: list[tuple[str, str]] = field(default_factory=list)  # wire copies stored: (article id, story id)
     chunks_added: int = 0
     seconds: float = 0.0
-    feeds: dict = field(default_factory=dict)  # URL -> Feed read (qa/ingest/web.py), for feed bookkeeping
 
     @property
     def ok(self) -> bool:
@@ -40,10 +39,6 @@ class IngestReport:
             f"{len(self.added)} added, {len(self.unchanged)} unchanged, {len(self.replaced)} replaced, "
             f"{len(self.rejected)} rejected{copies} ({self.chunks_added} chunks written in {self.seconds:.1f} s)"
         )
-
-    @property
-    def stored_anything(self) -> bool:
-        return bool(self.added or self.replaced or self.copies or self.unchanged)
 
 
 # Progress callback: (stage, done, total). Stages: "load" (files), "fetch" (URLs), "embed" (chunks embedded and stored).
@@ -74,7 +69,7 @@ class Ingester:
         files, errors = iter_files([Path(p) for p in paths if not is_url(p)])
         articles: list[Article] = []
         if urls:
-            loaded, report.feeds = self._load_urls(urls, progress)
+            loaded = self._load_urls(urls, progress)
             errors.extend(loaded.errors)
             articles += loaded.articles
         for n, path in enumerate(files, start=1):
@@ -158,14 +153,14 @@ class Ingester:
 
         signatures = {article.id: wire.signature(article.text) for article, _ in pending}
         metas = {i: wire.bands(sig) for i, sig in signatures.items() if sig is not None}
-        where = wire.band_query([metas[article.id] for article, replaced in pending
-                                 if article.id in metas and not (replaced and not stored[article.id].story)])
+        story_updates = {article.id for article, replaced in pending if replaced and not stored[article.id].story}
+        where = wire.band_query([metas[article.id] for article, _ in pending
+                                 if article.id in metas and article.id not in story_updates])
         known = [(i, wire.signature_of(m)) for i, m in self.store.wire_candidates(where)] if where else []
         stories, copies = [], []
         for article, replaced in pending:
             sig = signatures[article.id]
-            is_story_update = replaced and not stored[article.id].story
-            match = None if sig is None or is_story_update else wire.best_match(
+            match = None if sig is None or article.id in story_updates else wire.best_match(
                 sig, [(i, s) for i, s in known if i != article.id])
             if match:
                 copies.append((article, match[0]))

@@ -112,18 +112,16 @@ def article_from_page(fetched: Fetched, source: str, item: FeedItem | None = Non
     return _make_article(text, meta, source, meta["id"])
 
 
-def load_urls(urls: list[str], fetcher: Fetcher, progress=None) -> tuple[LoadResult, dict[str, Feed]]:
+def load_urls(urls: list[str], fetcher: Fetcher, progress=None) -> LoadResult:
     """Articles behind these URLs: an article page gives one; a feed gives one per item (each item
-    a page fetch). Each failure is an error naming its URL; the feeds read are returned too."""
+    a page fetch). Each failure is an error naming its URL."""
     articles: list[Article] = []
     errors: list[InputError] = []
-    feeds: dict[str, Feed] = {}
     for n, url in enumerate(urls, start=1):
         try:
             fetched = fetcher.get(url)
             if is_feed(fetched.content):
-                feed = feeds[url] = parse_feed(fetched, url)
-                for _item, result in load_items(feed.items, fetcher):
+                for _item, result in load_items(parse_feed(fetched, url).items, fetcher):
                     (errors if isinstance(result, InputError) else articles).append(result)
             elif fetched.content_type in FEED_TYPES:
                 raise InputError(url, "XML that is not an RSS or Atom feed")
@@ -133,7 +131,7 @@ def load_urls(urls: list[str], fetcher: Fetcher, progress=None) -> tuple[LoadRes
             errors.append(exc)
         if progress:
             progress("fetch", n, len(urls))
-    return LoadResult(articles, errors), feeds
+    return LoadResult(articles, errors)
 
 
 def load_items(items: list[FeedItem], fetcher: Fetcher) -> list[tuple[FeedItem, Article | InputError]]:
