@@ -43,6 +43,8 @@ def main(argv=None) -> None:
     llm.add_argument("--api", help="chat | completions")
     llm.add_argument("--min-answerability-chat", type=float,
                      help="pre-model refusal threshold of the chat path (0: the model sees every question; to fit it)")
+    llm.add_argument("--min-answerability-quote-chat", type=float,
+                     help="at or above it a chat model's refusal is quoted over (2: never; to fit it)")
     args = parser.parse_args(argv)
 
     from evals.datasets import load_dataset
@@ -66,7 +68,8 @@ def main(argv=None) -> None:
             by_id = {item.id: item for item in dataset.items}
             chosen = [by_id[q.id] for q in picked]
         settings = get_settings(llm_backend=args.backend, local_model=args.local_model, llm_base_url=args.base_url,
-                                llm_model=args.model, llm_api=args.api, min_answerability_chat=args.min_answerability_chat)
+                                llm_model=args.model, llm_api=args.api, min_answerability_chat=args.min_answerability_chat,
+                                min_answerability_quote_chat=args.min_answerability_quote_chat)
         lib = Library(Path(tmp) / "db", "squad", settings=settings)
         report = lib.ingest(dataset.corpus)
         assert not report.rejected, report.rejected

@@ -118,7 +118,8 @@ def evaluate(lib, item: EvalItem, judge=None) -> dict:
         "candidate": answer.signals.get("candidate", None if answer.refused else answer.text),
         "timings": {**answer.timings, "search_k10": search_s}, "tokens": answer.tokens,
         # A chat model's own reply, and why it was not kept (its refusal, or names / numbers no passage holds).
-        **{k: answer.signals[k] for k in ("model_answer", "model_refused", "model_kept", "unsupported") if k in answer.signals},
+        **{k: answer.signals[k] for k in ("model_answer", "model_refused", "model_kept", "unsupported", "quoted_over_refusal")
+           if k in answer.signals},
     }
     if item.expect:  # whole-article, timeline and dated questions: judged by what they cite
         ok = meets_expectation(item.expect, answer, item.answers)
@@ -136,6 +137,8 @@ def evaluate(lib, item: EvalItem, judge=None) -> dict:
                 # a span answer is right when it holds a gold answer or shares half its words (token F1 >= 0.5)
                 "span_right": answer.kind == "span" and (contains or token_f1(text, item.answers) >= 0.5),
                 "candidate_useful": contains_gold(row["candidate"] or "", item.answers)}
+        if "refusal_quote" in answer.signals:  # what quoting over the model's refusal gives (evals/chat_fit.py)
+            row["refusal_quote_useful"] = any(contains_gold(q, item.answers) for q in answer.signals["refusal_quote"])
         if not item.history:
             row |= evidence_reach(lib, item)
         if judge is not None and not answer.refused:

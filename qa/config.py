@@ -73,6 +73,9 @@ class Settings(BaseSettings):
     # be this grounded in what it cites.
     min_answerability: float | None = None  # local model: evidence + the reader with its scores; None: the rule's own
     min_answerability_chat: float | None = None  # chat models: evidence + the reader without a model (the model also refuses itself)
+    # A chat model that says "The articles don't say." while the evidence scores at least this gets
+    # the best sentences quoted instead (small models miss paraphrased answers); None: the fitted value.
+    min_answerability_quote_chat: float | None = None
     min_grounded: float = 0.5  # share of the answer's words found in the cited sentence
     closest_passages: int = 3  # shown with a refusal, marked as closest, not as citations
     max_file_mb: float = Field(20.0, description="Files above this size are rejected.")

@@ -127,6 +127,25 @@ def test_instruct_model_refuses_what_the_articles_do_not_hold(instruct):
     assert answer.kind == "not_found" and answer.closest
 
 
+def test_a_models_refusal_gives_way_to_the_best_sentences_only_from_the_quote_threshold(library):
+    """With the pre-model gate open, the model itself refuses an out-of-library question; that
+    refusal stands below the quote threshold and becomes the best sentences quoted (verbatim,
+    cited) at or above it. Either way the quote it would give is recorded for fitting."""
+    question = "Who won the 2019 Rugby World Cup final?"
+    for quote_from, kind in ((2.0, "not_found"), (0.0, "quote")):
+        settings = Settings(local_model=INSTRUCT, min_answerability_chat=0.0, min_answerability_quote_chat=quote_from)
+        answer = Engine(library, get_llm(settings), settings).ask(question)
+        assert answer.signals.get("model_refused") == 1.0, answer.signals.get("model_answer")
+        assert answer.kind == kind and answer.signals["refusal_quote"], answer
+        if kind == "quote":
+            assert answer.signals["quoted_over_refusal"] == 1.0
+            assert [c.quote for c in answer.citations] == answer.signals["refusal_quote"]
+            for c in answer.citations:
+                assert library.article_text(c.article_id)[c.start : c.end] == c.quote
+        else:
+            assert not answer.citations and answer.closest
+
+
 def test_an_invented_number_is_rejected_by_grounding(library, instruct):
     from qa.retrieve.ranking import rank_evidence
 

@@ -99,6 +99,16 @@ def chat_threshold(setting: float | None, rule_name: str, encoder: str | None = 
     return fitted["threshold"] if fitted else threshold(None, rule_name, encoder)
 
 
+def chat_quote_threshold(setting: float | None, rule_name: str) -> float:
+    """At or above this score of the rule, a chat model's refusal gives way to the best sentences
+    quoted: the configured value, else the one fitted with the gate (answerability.json "chat",
+    evals/chat_fit.py), else never (a refusal stands)."""
+    if setting is not None:
+        return setting
+    fitted = answerability_rules().get("chat", {}).get(rule_name) or {}
+    return fitted.get("quote_threshold", float("inf"))
+
+
 def speaker_quoted(question: str, ranked: list[Sentence], signals: dict) -> bool:
     """"What did Motegi say?" and the best sentence is Motegi speaking: that answers it, whatever
     the fitted rule makes of a short question's low similarity (it was fitted without this

@@ -9,7 +9,8 @@ import time
 from qa.text.words import content_lemmas, lemma_coverage
 from qa.answer.metrics import normalise_answer
 from qa.retrieve.hybrid import Sentence
-from qa.answer.answerability import answerability, chat_threshold, evidence_signals, model_signals, speaker_quoted
+from qa.answer.answerability import (answerability, chat_quote_threshold, chat_threshold, evidence_signals, model_signals,
+                                     speaker_quoted)
 from qa.answer.grounding import CITATION_REPAIR_MARGIN, _FILLER, _is_refusal, unsupported_facts
 from qa.answer.prompting import few_shot_prefix, pick_evidence
 from qa.answer.types import Answer, Citation, NOT_FOUND
@@ -81,7 +82,8 @@ class ChatRoute:
             tokens.close()
         raw = "".join(parts).strip()
         if _is_refusal(raw):
-            answer = self.not_found(ranked, signals | {"model_refused": 1.0})
+            signals["model_refused"] = 1.0
+            answer = self._over_refusal(asked, ranked, signals, rule)
         else:
             answer = self._ground_chat(question, raw, evidence, signals)
             signals["model_kept"] = float(answer is not None)
@@ -93,6 +95,18 @@ class ChatRoute:
         answer.signals.setdefault("model_answer", raw)
         answer.tokens = len(parts)
         yield answer
+
+    def _over_refusal(self, asked: str, ranked: list[Sentence], signals: dict, rule: str) -> Answer:
+        """After the model's "The articles don't say.": the best sentences quoted when the evidence
+        scores at or above the fitted quote threshold (a 1.5B reader misses answers worded unlike
+        the question that the best sentence holds), else the refusal. The quote it would have
+        given is kept in the signals either way, so the threshold can be fitted from runs."""
+        quote = self._quote(asked, ranked, signals)
+        signals["refusal_quote"] = [c.quote for c in quote.citations]
+        if signals["answerability"] >= chat_quote_threshold(self.settings.min_answerability_quote_chat, rule):
+            signals["quoted_over_refusal"] = 1.0
+            return quote
+        return self.not_found(ranked, signals)
 
     def _ground_chat(self, question: str, raw: str, evidence: list[Sentence], signals: dict) -> Answer | None:
         """The model's answer with its [n] citations, or None when it names a person, place or
