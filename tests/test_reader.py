@@ -61,6 +61,44 @@ def test_candidates_are_typed_and_never_only_the_questions_words():
     assert by_text["Egypt"].features["type_clash"] == 1.0
 
 
+READ_IN_A_CHILD = """
+import json, os, sys
+from qa.answer import reader
+question, sentences = sys.argv[1], sys.argv[2:]
+reader.use_process()
+child = reader._process._process.pid
+there = reader.candidates(question, sentences, [1.0] * len(sentences))
+spacy_in_parent = "spacy" in sys.modules
+reader._process = None
+here = reader.candidates(question, sentences, [1.0] * len(sentences))
+print(json.dumps({"same": there == here, "found": len(here), "child": child, "me": os.getpid(),
+                  "spacy_in_parent": spacy_in_parent}))
+"""
+
+
+def test_a_cold_command_reads_candidates_in_a_forked_child_identically():
+    """`qa ask` loads spaCy in a forked child beside its own imports: the candidates it gets back
+    are the in-process ones, feature for feature (run in a fresh interpreter: a fork from pytest's
+    threads is not what the command does). The child ends with its parent."""
+    import json
+    import subprocess
+    import sys
+
+    sentences = [text.split("\n\n", 1)[1] for text in STORIES.values()]
+    done = subprocess.run([sys.executable, "-c", READ_IN_A_CHILD, "Which team does Zaki play for?", *sentences],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["same"] and result["found"] > 5 and result["child"] != result["me"]
+    assert not result["spacy_in_parent"]  # the child read them
+    import os
+
+    with pytest.raises(ProcessLookupError):  # gone once its parent is (waited for by init, or a zombie reaped)
+        for _ in range(50):
+            os.kill(result["child"], 0)
+            __import__("time").sleep(0.1)
+
+
 @pytest.mark.parametrize("question, answer", [
     ("Who got his chest waxed?", "Harrison Ford"),
     ("Which club does Zaki play for?", "Wigan Athletic"),

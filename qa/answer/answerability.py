@@ -55,11 +55,19 @@ def model_signals(llm, question: str, evidence: str) -> dict:
     told from answerable natural ones by it better than by any retrieval score (AUC 0.860 with the
     quote, 0.853 with the best sentence alone, vs 0.770 for its similarity, on 500 + 200 NewsQA
     questions kept apart from the benchmark's). Two scorings of the question, ~0.2 s on 2 cores."""
-    head = prompt_template("local_answer.txt").split("{question}")[0].rstrip()
     question = " ".join(question.split())
-    pmi = llm.log_likelihood(head.format(evidence=" ".join(evidence.split())), question) - llm.log_likelihood(
-        head.format(evidence=""), question)
+    pmi = llm.log_likelihood(_answer_head().format(evidence=" ".join(evidence.split())), question) - question_prior(llm, question)
     return {"question_pmi": pmi, "question_pmi_per_word": pmi / max(1, len(question.split()))}
+
+
+def _answer_head() -> str:
+    return prompt_template("local_answer.txt").split("{question}")[0].rstrip()
+
+
+def question_prior(llm, question: str) -> float:
+    """The question's log-likelihood after no evidence: model_signals' baseline. It needs no
+    search, so a cold `qa ask` computes it as soon as the model is loaded (the model keeps it)."""
+    return llm.log_likelihood(_answer_head().format(evidence=""), " ".join(question.split()))
 
 
 @lru_cache(maxsize=1)

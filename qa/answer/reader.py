@@ -96,8 +96,26 @@ class Candidate:
     probability: float = 0.0
 
 
+_process = None  # a ReaderProcess holding spaCy, where a cold command started one (use_process)
+
+
+def use_process() -> None:
+    """Read candidates in a forked process from now on (a cold one-shot command: spaCy loads there
+    beside this process's own imports). Call it before starting threads: a fork copies only the
+    calling thread."""
+    global _process
+    if _process is None:
+        from qa.answer.reader_process import ReaderProcess
+
+        _process = ReaderProcess()
+
+
 def candidates(question: str, sentences: list[str], scores: list[float]) -> list[Candidate]:
     """Typed candidates of the evidence sentences, with their evidence features (no model)."""
+    if _process is not None:
+        found = _process.candidates(question, sentences, scores)
+        if found is not None:
+            return found
     want = wanted(question)
     asked = set(content_lemmas(question))
     found: list[Candidate] = []

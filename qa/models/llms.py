@@ -141,6 +141,7 @@ class LocalLLM:
         self._lock = threading.Lock()  # one llama.cpp context serves one request at a time
         self._loading = threading.Lock()  # a warm-up thread and the first question: one load
         self._prefix_tokens = 0  # tokens of the cached few-shot prefix, once loaded
+        self._likelihoods: dict[tuple, float] = {}  # recent log_likelihood results (see there)
 
     @property
     def model(self):
@@ -223,8 +224,16 @@ class LocalLLM:
                 for lp in self.token_logprobs(prompt, continuations, max_tokens)]
 
     def log_likelihood(self, prompt: str, text: str, max_tokens: int = 48) -> float:
-        """The summed log-probability of `text` right after `prompt`."""
-        return sum(self.token_logprobs(prompt, [text], max_tokens)[0])
+        """The summed log-probability of `text` right after `prompt`. Recent results are kept: a
+        prompt is always evaluated the same way (after the prefix, in the same batches), so a
+        repeat gives the same number, and a cold `qa ask` can compute the question's likelihood
+        without evidence while the store still opens."""
+        key = (prompt, text, max_tokens)
+        if key not in self._likelihoods:
+            if len(self._likelihoods) >= 64:
+                self._likelihoods.clear()
+            self._likelihoods[key] = sum(self.token_logprobs(prompt, [text], max_tokens)[0])
+        return self._likelihoods[key]
 
     def token_logprobs(self, prompt: str, continuations: list[str], max_tokens: int) -> list[list[float]]:
         """Each continuation's per-token log-probabilities after the prompt (logits are kept only

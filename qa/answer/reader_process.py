@@ -1,0 +1,53 @@
+"""The reader's spaCy in a forked process, for one cold command (`qa ask`): spaCy's imports and
+load (~0.9 s of Python) then run beside the store's imports instead of taking turns with them
+for the one GIL, and the command's first answer comes sooner. A serving process keeps spaCy in
+process (it loads once)."""
+
+from __future__ import annotations
+
+import multiprocessing
+import threading
+
+
+class ReaderProcess:
+    """A child that loads spaCy at once and answers `reader.candidates(...)` calls over a pipe
+    (the results are plain dataclasses, identical to the in-process ones). It ends when this
+    process does (its end of the pipe closes)."""
+
+    def __init__(self) -> None:
+        context = multiprocessing.get_context("fork")  # no re-import: the child starts loading at once
+        self._conn, child = context.Pipe()
+        self._process = context.Process(target=_serve, args=(child, self._conn), name="qa-reader", daemon=True)
+        self._process.start()
+        child.close()
+        self._lock = threading.Lock()
+
+    def candidates(self, question: str, sentences: list[str], scores: list[float]):
+        """The child's candidates, or None where it failed or is gone (the caller then reads in
+        process, which raises the real error if there is one)."""
+        with self._lock:
+            try:
+                self._conn.send((question, sentences, scores))
+                kind, value = self._conn.recv()
+            except (EOFError, OSError):
+                return None
+        return value if kind == "ok" else None
+
+
+def _serve(conn, parents_end) -> None:
+    parents_end.close()  # else the child holds its own pipe open and never sees the parent end
+    from qa.answer import reader
+
+    try:
+        reader.pipeline()
+    except Exception:  # noqa: BLE001 - met again by the first request
+        pass
+    while True:
+        try:
+            request = conn.recv()
+        except (EOFError, OSError):
+            return
+        try:
+            conn.send(("ok", reader.candidates(*request)))
+        except Exception as exc:  # noqa: BLE001 - the parent reads in process and meets it there
+            conn.send(("error", f"{type(exc).__name__}: {exc}"))
