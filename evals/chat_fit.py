@@ -12,8 +12,9 @@ do is known row by row: a question scored below the first is refused before the 
 no generation); above it, the model's own outcome stands (its answer, its refusal, or the
 grounding check's), except that a refusal scored at or above the second becomes the quote the run
 recorded beside it. The pair kept has the most useful answers on the natural questions while
-refusing at least --min-refused of the out-of-library ones; SQuAD's same-paragraph unanswerables
-are reported beside it. --write stores it as "chat" / RULE in qa/answer/answerability.json with
+refusing at least --min-refused of the out-of-library ones and, given a SQuAD run, refusing as
+many of its same-paragraph unanswerables as the gate alone would (there the model's refusal is
+right: a quote must not overrule it); then the most useful SQuAD answers. --write stores it as "chat" / RULE in qa/answer/answerability.json with
 these figures (answerability.chat_threshold / chat_quote_threshold read it for that rule)."""
 
 from __future__ import annotations
@@ -70,9 +71,14 @@ def main(argv=None) -> None:
     quotes = [NEVER] + [q for q in candidates if any(r.get("model_refused") for r in rows)]
     table = [((t, q), outcome(rows, t, q)) for t in candidates for q in quotes if q == NEVER or q >= t]
     meeting = [(tq, f) for tq, f in table if out_kind and f[out_kind] >= args.min_refused]
-    # Ties: the fewest quotes over the model, then the lowest gate (more questions reach the model).
-    (chosen_t, chosen_q), chosen = (max(meeting, key=lambda x: (x[1]["useful"], x[0][1], -x[0][0])) if meeting
-                                    else max(table, key=lambda x: x[1][out_kind or "useful"]))
+    squad_fig = lambda t, q: outcome(squad["rows"], t, q) if squad else {}  # noqa: E731
+    if squad:  # a quote over the model's refusal must not cost SQuAD's same-paragraph refusals (the model is right there)
+        meeting = [((t, q), f) for (t, q), f in meeting
+                   if squad_fig(t, q).get("unanswerable_refused", 0) >= squad_fig(t, NEVER).get("unanswerable_refused", 0)]
+    # Ties: the more useful SQuAD answers, then the fewest quotes over the model, then the lowest
+    # gate (more questions reach the model).
+    (chosen_t, chosen_q), chosen = (max(meeting, key=lambda x: (x[1]["useful"], squad_fig(*x[0]).get("useful", 0), x[0][1], -x[0][0]))
+                                    if meeting else max(table, key=lambda x: x[1][out_kind or "useful"]))
     for t, q in sorted({(t, NEVER) for t in (0.0, 0.1, 0.2, 0.3, 0.4)} | {(chosen_t, NEVER), (chosen_t, chosen_q)}):
         line = {"threshold": round(t, 4), "quote_threshold": None if q == NEVER else round(q, 4), "natural": outcome(rows, t, q)}
         if squad:
