@@ -52,6 +52,32 @@ def outcome(rows: list[dict], t: float, q: float = NEVER) -> dict:
     return figures
 
 
+def out_of_library_kind(rows: list[dict]) -> str | None:
+    return next((k for k in outcome(rows, 0.0) if k.endswith("_refused") and k != "answerable_refused"), None)
+
+
+def choose(rows: list[dict], squad_rows: list[dict] | None, min_refused: float) -> tuple[tuple[float, float], dict]:
+    """(gate, quote threshold) and the natural figures there: the most useful natural answers
+    with at least min_refused of the out-of-library questions refused; with SQuAD rows, no fewer
+    same-paragraph unanswerables refused than the gate alone refuses (there the model's refusal is
+    right: a quote must not overrule it). Ties: the more useful SQuAD answers, then the fewest
+    quotes over the model, then the lowest gate (more questions reach the model)."""
+    out_kind = out_of_library_kind(rows)
+    # A gate just above each score refuses that question; a quote threshold at the score of a
+    # refusal (natural or SQuAD) is where quoting it starts.
+    candidates = sorted({0.0} | {round(r.get("answerability") or 0.0, 6) + 1e-6 for r in rows})
+    quotes = [NEVER] + sorted({round(r.get("answerability") or 0.0, 6) for r in rows + (squad_rows or []) if r.get("model_refused")})
+    table = [((t, q), outcome(rows, t, q)) for t in candidates for q in quotes if q == NEVER or q >= t]
+    meeting = [(tq, f) for tq, f in table if out_kind and f[out_kind] >= min_refused]
+    squad_fig = lambda t, q: outcome(squad_rows, t, q) if squad_rows else {}  # noqa: E731
+    if squad_rows:
+        meeting = [((t, q), f) for (t, q), f in meeting
+                   if squad_fig(t, q).get("unanswerable_refused", 0) >= squad_fig(t, NEVER).get("unanswerable_refused", 0)]
+    if not meeting:
+        return max(table, key=lambda x: x[1][out_kind or "useful"])
+    return max(meeting, key=lambda x: (x[1]["useful"], squad_fig(*x[0]).get("useful", 0), x[0][1], -x[0][0]))
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(prog="python -m evals.chat_fit", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -66,19 +92,8 @@ def main(argv=None) -> None:
     natural = json.loads(Path(args.natural).read_text())
     squad = json.loads(Path(args.squad).read_text()) if args.squad else None
     rows = natural["rows"]
-    out_kind = next((k for k in outcome(rows, 0.0) if k.endswith("_refused") and k != "answerable_refused"), None)
-    candidates = sorted({0.0} | {round(r.get("answerability") or 0.0, 6) + 1e-6 for r in rows})
-    quotes = [NEVER] + [q for q in candidates if any(r.get("model_refused") for r in rows)]
-    table = [((t, q), outcome(rows, t, q)) for t in candidates for q in quotes if q == NEVER or q >= t]
-    meeting = [(tq, f) for tq, f in table if out_kind and f[out_kind] >= args.min_refused]
-    squad_fig = lambda t, q: outcome(squad["rows"], t, q) if squad else {}  # noqa: E731
-    if squad:  # a quote over the model's refusal must not cost SQuAD's same-paragraph refusals (the model is right there)
-        meeting = [((t, q), f) for (t, q), f in meeting
-                   if squad_fig(t, q).get("unanswerable_refused", 0) >= squad_fig(t, NEVER).get("unanswerable_refused", 0)]
-    # Ties: the more useful SQuAD answers, then the fewest quotes over the model, then the lowest
-    # gate (more questions reach the model).
-    (chosen_t, chosen_q), chosen = (max(meeting, key=lambda x: (x[1]["useful"], squad_fig(*x[0]).get("useful", 0), x[0][1], -x[0][0]))
-                                    if meeting else max(table, key=lambda x: x[1][out_kind or "useful"]))
+    out_kind = out_of_library_kind(rows)
+    (chosen_t, chosen_q), chosen = choose(rows, squad["rows"] if squad else None, args.min_refused)
     for t, q in sorted({(t, NEVER) for t in (0.0, 0.1, 0.2, 0.3, 0.4)} | {(chosen_t, NEVER), (chosen_t, chosen_q)}):
         line = {"threshold": round(t, 4), "quote_threshold": None if q == NEVER else round(q, 4), "natural": outcome(rows, t, q)}
         if squad:

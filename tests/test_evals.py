@@ -123,3 +123,30 @@ def test_small_seed_eval_writes_consistent_files(tmp_path):
     assert any("Motegi" in r["answer"] for r in rows if r["id"] == "seed-01")
     assert all(r["answer"] == "The articles don't say." for r in rows if r["id"] == "seed-28")
     assert [name for name, a, b, delta in compare(run, run) if delta not in (0, 0.0, None)] == []
+
+
+def _row(score, *, unanswerable=False, kind=None, useful=False, refused=False, model_refused=False, quote_useful=False):
+    row = {"answerability": score, "unanswerable": unanswerable, "kind": kind, "useful": useful, "refused": refused}
+    if model_refused:
+        row |= {"model_refused": 1.0, "refusal_quote_useful": quote_useful}
+    return row
+
+
+def test_chat_fit_quotes_over_refusals_only_where_squad_refusals_do_not_suffer():
+    """The chat path's two thresholds from runs where the model answered everything: the gate
+    keeps the out-of-library refusals; a quote over the model's refusal is taken only from a score
+    where it does not overrule a right refusal of a same-paragraph SQuAD question."""
+    from evals.chat_fit import NEVER, choose, outcome
+
+    natural = [_row(0.9, useful=True), _row(0.8, refused=True, model_refused=True, quote_useful=True),
+               _row(0.6, refused=True, model_refused=True, quote_useful=True), _row(0.1, useful=True),
+               *[_row(0.05, unanswerable=True, kind="out_of_library") for _ in range(9)],
+               _row(0.5, unanswerable=True, kind="out_of_library", useful=False)]
+    assert outcome(natural, 0.0)["out_of_library_refused"] == 0.0
+    (gate, quote), figures = choose(natural, None, 0.9)
+    assert 0.05 < gate <= 0.1 + 1e-6 and quote <= 0.6 + 1e-6  # both quotes help: the lowest score that takes them
+    assert figures == outcome(natural, gate, quote) and figures["useful"] == 1.0 and figures["out_of_library_refused"] == 0.9
+    squad = [_row(0.7, useful=True), _row(0.65, unanswerable=True, kind="unanswerable", refused=True, model_refused=True)]
+    (gate, quote), figures = choose(natural, squad, 0.9)
+    assert 0.65 < quote <= 0.8 + 1e-6 and figures["useful"] == 0.75  # the 0.6 quote would answer the SQuAD unanswerable
+    assert outcome(squad, gate, quote)["unanswerable_refused"] == outcome(squad, gate, NEVER)["unanswerable_refused"] == 1.0
