@@ -66,7 +66,7 @@ def choose(rows: list[dict], squad_rows: list[dict] | None, min_refused: float) 
     # A gate just above each score refuses that question; a quote threshold at the score of a
     # refusal (natural or SQuAD) is where quoting it starts.
     candidates = sorted({0.0} | {round(r.get("answerability") or 0.0, 6) + 1e-6 for r in rows})
-    quotes = [NEVER] + sorted({round(r.get("answerability") or 0.0, 6) for r in rows + (squad_rows or []) if r.get("model_refused")})
+    quotes = [NEVER] + sorted({r.get("answerability") or 0.0 for r in rows + (squad_rows or []) if r.get("model_refused")})
     table = [((t, q), outcome(rows, t, q)) for t in candidates for q in quotes if q == NEVER or q >= t]
     meeting = [(tq, f) for tq, f in table if out_kind and f[out_kind] >= min_refused]
     squad_fig = lambda t, q: outcome(squad_rows, t, q) if squad_rows else {}  # noqa: E731
@@ -105,7 +105,7 @@ def main(argv=None) -> None:
         rules = json.loads(ANSWERABILITY.read_text())
         rules.setdefault("chat", {})[args.rule] = {
             "threshold": round(chosen_t, 6),
-            **({} if chosen_q == NEVER else {"quote_threshold": round(chosen_q, 6)}),
+            **({} if chosen_q == NEVER else {"quote_threshold": chosen_q}),  # a refused question's own score: not rounded
             "fitted_on": {"natural": natural["summary"].get("backend"), "seed": natural["summary"].get("seed"), "questions": len(rows),
                           "squad_questions": len(squad["rows"]) if squad else 0},
             "figures": {"natural": chosen} | ({"squad": outcome(squad["rows"], chosen_t, chosen_q)} if squad else {}),
