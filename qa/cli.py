@@ -187,6 +187,8 @@ def _finish_read_only() -> None:
     sys.stdout.flush()
     sys.stderr.flush()
     close_all()
+    if "qa.answer.reader" in sys.modules:  # a forked reader (qa ask): reaped, not left to init
+        sys.modules["qa.answer.reader"].close_process()
     os._exit(0)
 
 

@@ -110,6 +110,14 @@ def use_process() -> None:
         _process = ReaderProcess()
 
 
+def close_process() -> None:
+    """End the forked reader, if this process started one (a command's end)."""
+    global _process
+    if _process is not None:
+        _process.close()
+        _process = None
+
+
 def candidates(question: str, sentences: list[str], scores: list[float]) -> list[Candidate]:
     """Typed candidates of the evidence sentences, with their evidence features (no model)."""
     if _process is not None:

@@ -6,6 +6,7 @@ process (it loads once)."""
 from __future__ import annotations
 
 import multiprocessing
+import os
 import threading
 
 
@@ -33,6 +34,12 @@ class ReaderProcess:
                 return None
         return value if kind == "ok" else None
 
+    def close(self) -> None:
+        """End the child now and reap it (it leaves at once when its pipe closes), so no process
+        outlives the command, not even as a zombie for init to collect."""
+        self._conn.close()
+        self._process.join(2)
+
 
 def _serve(conn, parents_end) -> None:
     parents_end.close()  # else the child holds its own pipe open and never sees the parent end
@@ -46,7 +53,7 @@ def _serve(conn, parents_end) -> None:
         try:
             request = conn.recv()
         except (EOFError, OSError):
-            return
+            os._exit(0)  # the parent is done: no teardown of spaCy's objects to wait for
         try:
             conn.send(("ok", reader.candidates(*request)))
         except Exception as exc:  # noqa: BLE001 - the parent reads in process and meets it there
