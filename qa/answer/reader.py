@@ -107,7 +107,7 @@ def use_process() -> None:
     if _process is None:
         from qa.answer.reader_process import ReaderProcess
 
-        _process = ReaderProcess()
+        _process = ReaderProcess(load=pipeline, read=_candidates_here)
 
 
 def close_process() -> None:
@@ -121,9 +121,13 @@ def close_process() -> None:
 def candidates(question: str, sentences: list[str], scores: list[float]) -> list[Candidate]:
     """Typed candidates of the evidence sentences, with their evidence features (no model)."""
     if _process is not None:
-        found = _process.candidates(question, sentences, scores)
+        found = _process.read(question, sentences, scores)
         if found is not None:
             return found
+    return _candidates_here(question, sentences, scores)
+
+
+def _candidates_here(question: str, sentences: list[str], scores: list[float]) -> list[Candidate]:
     want = wanted(question)
     asked = set(content_lemmas(question))
     found: list[Candidate] = []

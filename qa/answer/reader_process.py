@@ -11,24 +11,24 @@ import threading
 
 
 class ReaderProcess:
-    """A child that loads spaCy at once and answers `reader.candidates(...)` calls over a pipe
-    (the results are plain dataclasses, identical to the in-process ones). It ends when this
-    process does (its end of the pipe closes)."""
+    """A child that runs `load()` at once (spaCy's pipeline) and then answers `read(*args)` calls
+    over a pipe (the reader's candidates: plain dataclasses, identical to the in-process ones). It
+    ends when this process closes it or ends (its end of the pipe closes)."""
 
-    def __init__(self) -> None:
+    def __init__(self, load, read) -> None:
         context = multiprocessing.get_context("fork")  # no re-import: the child starts loading at once
         self._conn, child = context.Pipe()
-        self._process = context.Process(target=_serve, args=(child, self._conn), name="qa-reader", daemon=True)
+        self._process = context.Process(target=_serve, args=(child, self._conn, load, read), name="qa-reader", daemon=True)
         self._process.start()
         child.close()
         self._lock = threading.Lock()
 
-    def candidates(self, question: str, sentences: list[str], scores: list[float]):
-        """The child's candidates, or None where it failed or is gone (the caller then reads in
+    def read(self, *args):
+        """The child's `read(*args)`, or None where it failed or is gone (the caller then reads in
         process, which raises the real error if there is one)."""
         with self._lock:
             try:
-                self._conn.send((question, sentences, scores))
+                self._conn.send(args)
                 kind, value = self._conn.recv()
             except (EOFError, OSError):
                 return None
@@ -41,12 +41,10 @@ class ReaderProcess:
         self._process.join(2)
 
 
-def _serve(conn, parents_end) -> None:
+def _serve(conn, parents_end, load, read) -> None:
     parents_end.close()  # else the child holds its own pipe open and never sees the parent end
-    from qa.answer import reader
-
     try:
-        reader.pipeline()
+        load()
     except Exception:  # noqa: BLE001 - met again by the first request
         pass
     while True:
@@ -55,6 +53,6 @@ def _serve(conn, parents_end) -> None:
         except (EOFError, OSError):
             os._exit(0)  # the parent is done: no teardown of spaCy's objects to wait for
         try:
-            conn.send(("ok", reader.candidates(*request)))
+            conn.send(("ok", read(*request)))
         except Exception as exc:  # noqa: BLE001 - the parent reads in process and meets it there
             conn.send(("error", f"{type(exc).__name__}: {exc}"))
