@@ -20,6 +20,7 @@ these figures (answerability.chat_threshold / chat_quote_threshold read it for t
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 from pathlib import Path
 
@@ -69,7 +70,7 @@ def choose(rows: list[dict], squad_rows: list[dict] | None, min_refused: float) 
     quotes = [NEVER] + sorted({r.get("answerability") or 0.0 for r in rows + (squad_rows or []) if r.get("model_refused")})
     table = [((t, q), outcome(rows, t, q)) for t in candidates for q in quotes if q == NEVER or q >= t]
     meeting = [(tq, f) for tq, f in table if out_kind and f[out_kind] >= min_refused]
-    squad_fig = lambda t, q: outcome(squad_rows, t, q) if squad_rows else {}  # noqa: E731
+    squad_fig = functools.cache(lambda t, q: outcome(squad_rows, t, q) if squad_rows else {})  # each pair once
     if squad_rows:
         meeting = [((t, q), f) for (t, q), f in meeting
                    if squad_fig(t, q).get("unanswerable_refused", 0) >= squad_fig(t, NEVER).get("unanswerable_refused", 0)]

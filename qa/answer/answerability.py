@@ -103,7 +103,7 @@ def chat_threshold(setting: float | None, rule_name: str, encoder: str | None = 
     chat model answering the rest (answerability.json "chat", evals/chat_fit.py), else the rule's own."""
     if setting is not None:
         return setting
-    fitted = answerability_rules().get("chat", {}).get(rule_name)
+    fitted = _chat_fit(rule_name)
     return fitted["threshold"] if fitted else threshold(None, rule_name, encoder)
 
 
@@ -113,8 +113,12 @@ def chat_quote_threshold(setting: float | None, rule_name: str) -> float:
     evals/chat_fit.py), else never (a refusal stands)."""
     if setting is not None:
         return setting
-    fitted = answerability_rules().get("chat", {}).get(rule_name) or {}
-    return fitted.get("quote_threshold", float("inf"))
+    return _chat_fit(rule_name).get("quote_threshold", float("inf"))
+
+
+def _chat_fit(rule_name: str) -> dict:
+    """The chat path's thresholds fitted for this rule (answerability.json "chat"), or {}."""
+    return answerability_rules().get("chat", {}).get(rule_name) or {}
 
 
 def speaker_quoted(question: str, ranked: list[Sentence], signals: dict) -> bool:

@@ -50,6 +50,7 @@ def threads_for(threads: int | None) -> int:
     return threads or os.cpu_count() or 2
 
 
+@load_once
 def load_cpu_backend() -> str | None:
     """Load llama.cpp's CPU code when it is built as run-time variants, and name the one loaded.
 
@@ -60,11 +61,6 @@ def load_cpu_backend() -> str | None:
     llama-cpp-python does not load them itself, so this does, once, before the first model.
     Returns the variant's name ("zen4"), "built-in" for a build with its CPU code linked in (an
     older AVX2-only build), or None when llama-cpp-python is not installed."""
-    return _cpu_backend()
-
-
-@load_once
-def _cpu_backend() -> str | None:
     import ctypes
 
     try:

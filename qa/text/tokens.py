@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import importlib.util
 import re
-import sys
 from functools import lru_cache
 from pathlib import Path
 
@@ -29,8 +28,6 @@ _stems: dict[str, str] = {}
 def _stop_words() -> frozenset:
     """bm25s's English stop words, read from its stopwords module alone: importing the bm25s
     package (it imports scipy) costs ~0.3 s a query never needs (a cold `qa ask` paid it)."""
-    if "bm25s.stopwords" in sys.modules:
-        return frozenset(sys.modules["bm25s.stopwords"].STOPWORDS_EN)
     package = importlib.util.find_spec("bm25s")
     spec = importlib.util.spec_from_file_location(
         "_qa_bm25s_stopwords", Path(next(iter(package.submodule_search_locations))) / "stopwords.py")

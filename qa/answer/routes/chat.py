@@ -57,8 +57,11 @@ class ChatRoute:
         signals = evidence_signals(question, ranked)
         scorer = self.scorer
         rule = "local" if scorer is not None else "evidence"
-        if scorer is not None and ranked:
-            signals |= model_signals(scorer, question, self._quote(asked, ranked, signals).text)
+        # The best sentences quoted: what the scorer reads, and the answer when the model's own
+        # refusal or ungrounded reply gives way to them.
+        quote = self._quote(asked, ranked, signals) if ranked else None
+        if scorer is not None and quote is not None:
+            signals |= model_signals(scorer, question, quote.text)
         if kind == "span" and ranked:
             self._read(question, ranked, signals, scoring=scorer is not None, scorer=scorer)  # signals only; the model answers
         signals["quote_question"] = float(kind == "quote")
@@ -83,25 +86,24 @@ class ChatRoute:
         raw = "".join(parts).strip()
         if _is_refusal(raw):
             signals["model_refused"] = 1.0
-            answer = self._over_refusal(asked, ranked, signals, rule)
+            answer = self._over_refusal(quote, ranked, signals, rule)
         else:
             answer = self._ground_chat(question, raw, evidence, signals)
             signals["model_kept"] = float(answer is not None)
             if answer is None:  # words the evidence does not bear out: quote it, if it speaks of what was asked
                 on_topic = bool(ranked) and lemma_coverage(asked, ranked[0].text, skip_names=True) > 0
-                answer = self._quote(asked, ranked, signals) if on_topic else self.not_found(ranked, signals)
+                answer = quote if on_topic else self.not_found(ranked, signals)
             if answer.kind == "span" and kind == "quote":
                 answer.kind = "quote"  # why / how / what-was-said: the model's sentences, citing the quotes
         answer.signals.setdefault("model_answer", raw)
         answer.tokens = len(parts)
         yield answer
 
-    def _over_refusal(self, asked: str, ranked: list[Sentence], signals: dict, rule: str) -> Answer:
+    def _over_refusal(self, quote: Answer, ranked: list[Sentence], signals: dict, rule: str) -> Answer:
         """After the model's "The articles don't say.": the best sentences quoted when the evidence
         scores at or above the fitted quote threshold (a 1.5B reader misses answers worded unlike
         the question that the best sentence holds), else the refusal. The quote it would have
         given is kept in the signals either way, so the threshold can be fitted from runs."""
-        quote = self._quote(asked, ranked, signals)
         signals["refusal_quote"] = [c.quote for c in quote.citations]
         if signals["answerability"] >= chat_quote_threshold(self.settings.min_answerability_quote_chat, rule):
             signals["quoted_over_refusal"] = 1.0
