@@ -180,6 +180,8 @@ def test_lemmas_meet_across_inflection_and_derivation():
     ("What title was the Social Charter set to be included into the treaty under?", ("span", None)),
     ("What was the headline?", ("fact", "title")),
     ("Who wrote it?", ("fact", "author")),
+    ("Who wrote the headline of the article?", ("fact", "author")),
+    ("Who wrote the title of the song?", ("span", None)),
 ])
 def test_answer_kind_of_a_question(question, kind):
     assert answer_kind(question) == kind

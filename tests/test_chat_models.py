@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import re
 from pathlib import Path
 
 import pytest
@@ -120,6 +121,13 @@ def test_instruct_model_answers_in_process_citing_the_sentence(library, instruct
     items = list(instruct.stream(WHO))
     assert len(items) > 2 and all(isinstance(t, str) for t in items[:-1])  # streamed
     assert_answers_who(library, items[-1])
+
+
+def test_instruct_model_rewrites_a_follow_up_as_a_question_not_an_answer(instruct):
+    # Without the worked example the model answered it ("The G-20 … will be held in Tokyo.").
+    standalone, searched = instruct.condense("Where will it be held?", [("Who may Motegi meet at the G-20 foreign ministers' meeting?", "Kang Kyung-wha")])
+    assert standalone.endswith("?") and "G-20" in standalone and not re.search(r"\bit\b", standalone), standalone
+    assert searched == standalone
 
 
 def test_instruct_model_refuses_what_the_articles_do_not_hold(instruct):

@@ -100,6 +100,8 @@ class Engine(SpanRoute, QuoteRoute, LocalRoute, ChatRoute, FactRoute, SummaryRou
             prompt = prompt_template("condense_chat.txt").format(history=transcript, question=question)
             text = "".join(self.llm.stream([{"role": "user", "content": prompt}], max_tokens=96)).strip()
             standalone = text.splitlines()[0].strip() if text else ""
+            if question.rstrip().endswith("?") and not standalone.endswith("?"):
+                standalone = ""  # a statement: the model answered instead of rewriting
         if not standalone or standalone.lower() == question.lower():
             standalone = rewrite_follow_up(question, pairs)
         previous = pairs[-1][0]

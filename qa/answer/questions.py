@@ -27,7 +27,9 @@ def check_question(question: str | None, max_chars: int) -> str:
 # pattern that matches names the field.
 _ARTICLE = r"(?:the |this |that )?(?:article|story|report|piece|news(?: story| report)?)"
 FACT_PATTERNS: list[tuple[str, re.Pattern]] = [
-    ("author", re.compile(rf"\bwho (?:wrote|writes|authored|reported|penned|filed) (?:{_ARTICLE}|it|this)\b|"
+    # "Who wrote the headline of the article?" (a chat model's rewrite of "Who wrote it?" after a
+    # question about the headline) asks for the byline too.
+    ("author", re.compile(rf"\bwho (?:wrote|writes|authored|reported|penned|filed) (?:(?:the )?(?:headline|title|text|words) of )?(?:{_ARTICLE}|it|this)\b|"
                           rf"\b(?:author|writer|byline|reporter)s? of {_ARTICLE}|\bwho is the (?:author|writer|reporter)\b(?! of (?!{_ARTICLE}))", re.I)),
     ("url", re.compile(rf"\b(?:url|link|web ?address)\b.*\b{_ARTICLE}|\bwhere can i (?:read|find) {_ARTICLE}", re.I)),
     ("source", re.compile(rf"\b(?:which|what) (?:news ?paper|outlet|agency|publication|source|site|website)\b.*\b(?:publish|run|carr|report|come|write)|\bsource of {_ARTICLE}|\bwhere (?:does|did) {_ARTICLE} come from", re.I)),

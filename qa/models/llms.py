@@ -134,7 +134,9 @@ class LocalLLM:
         self.cache_dir = cache_dir
         self.prefix: str | None = None
         self._model = None
-        self._lock = threading.Lock()  # one llama.cpp context serves one request at a time
+        # One llama.cpp context serves one request at a time (re-entrant: log_likelihood holds it
+        # across its cache check and its scoring).
+        self._lock = threading.RLock()
         self._loading = threading.Lock()  # a warm-up thread and the first question: one load
         self._prefix_tokens = 0  # tokens of the cached few-shot prefix, once loaded
         self._likelihoods: dict[tuple, float] = {}  # recent log_likelihood results (see there)
@@ -225,11 +227,12 @@ class LocalLLM:
         repeat gives the same number, and a cold `qa ask` can compute the question's likelihood
         without evidence while the store still opens."""
         key = (prompt, text, max_tokens)
-        if key not in self._likelihoods:
-            if len(self._likelihoods) >= 64:
-                self._likelihoods.clear()
-            self._likelihoods[key] = sum(self.token_logprobs(prompt, [text], max_tokens)[0])
-        return self._likelihoods[key]
+        with self._lock:  # checked under the lock: a question waiting on the warm-up's scoring of it reuses it
+            if key not in self._likelihoods:
+                if len(self._likelihoods) >= 64:
+                    self._likelihoods.clear()
+                self._likelihoods[key] = sum(self.token_logprobs(prompt, [text], max_tokens)[0])
+            return self._likelihoods[key]
 
     def token_logprobs(self, prompt: str, continuations: list[str], max_tokens: int) -> list[list[float]]:
         """Each continuation's per-token log-probabilities after the prompt (logits are kept only
