@@ -228,3 +228,28 @@ def test_the_local_model_restores_its_prompt_prefix_and_answers_the_same(tmp_pat
     assert restored.model.n_tokens > 300  # the few-shot prefix is in the context before any question
     assert states[0].stat().st_mtime_ns == written  # restored from the file, not evaluated and saved again
     assert answer(restored) == plain
+
+
+def test_a_question_likelihood_being_scored_is_waited_for_not_scored_twice(tmp_path):
+    """A cold `qa ask` scores the question's likelihood in a warm-up thread while the store opens;
+    the question, arriving while that scoring runs, takes its result instead of scoring it again."""
+    import threading
+    import time
+
+    from qa.answer.answerability import question_prior
+    from qa.models.llms import LocalLLM
+
+    llm = LocalLLM(cache_dir=tmp_path)
+    llm.model
+    scored = []
+    real = llm.token_logprobs
+    llm.token_logprobs = lambda *args: scored.append(args) or real(*args)  # counts the real model's scorings
+    results = []
+    with llm._lock:  # the model busy: the warm-up and the question both find the value missing and wait
+        threads = [threading.Thread(target=lambda: results.append(question_prior(llm, QUESTION))) for _ in range(2)]
+        for thread in threads:
+            thread.start()
+        time.sleep(0.3)
+    for thread in threads:
+        thread.join()
+    assert len(scored) == 1 and len(results) == 2 and results[0] == results[1]
