@@ -77,3 +77,16 @@ def test_help_and_listing_do_not_load_torch_or_llama_cpp(tmp_path):
     for args in (["--help"], ["articles"]):
         out = subprocess.run([sys.executable, "-c", probe, *args], cwd=tmp_path, capture_output=True, text=True, timeout=120)
         assert out.stdout.strip().splitlines()[-1] == "HEAVY []", (args, out.stdout[-500:], out.stderr[-500:])
+
+
+def test_the_question_of_an_ask_is_read_ahead_of_typer():
+    """`qa ask` starts spaCy and the model before typer parses the line: the question is found
+    past any options, other commands start nothing, and a model option defers the model."""
+    from qa.cli import _asked
+
+    assert _asked(["ask", "Who?"]) == ("Who?", False)
+    assert _asked(["--data-dir", "d", "-c", "news", "ask", "--json", "Who?"]) == ("Who?", False)
+    assert _asked(["ask", "--backend", "openai", "Who?", "--json"]) == ("Who?", True)
+    assert _asked(["ask", "--local-model=qwen2.5-coder-1.5b", "Who?"]) == ("Who?", True)
+    assert _asked(["ingest", "ask"]) == (None, False)
+    assert _asked(["ask", "--help"])[0] is None and _asked(["ask"])[0] is None

