@@ -177,16 +177,15 @@ def ask(
 
 
 def _finish_read_only() -> None:
-    """End a command that wrote nothing at once: its output flushed and its models closed, the
+    """End a command that wrote nothing at once: its output flushed and its reader child reaped, the
     interpreter's teardown (freeing spaCy, Chroma and ONNX objects one by one: ~0.35 s of a cold
     `qa ask`) is skipped. Only when this process is the `qa` command itself."""
     if not _entry:
         return
-    from qa.models.llms import close_all
-
     sys.stdout.flush()
     sys.stderr.flush()
-    close_all()
+    # No model is closed: os._exit frees them with the process, and a warm-up thread still
+    # scoring would make a close wait for it.
     if "qa.answer.reader" in sys.modules:  # a forked reader (qa ask): reaped, not left to init
         sys.modules["qa.answer.reader"].close_process()
     os._exit(0)

@@ -182,3 +182,28 @@ def test_the_model_finds_a_question_likelier_after_the_sentence_that_answers_it(
     assert answering["question_pmi_per_word"] == pytest.approx(answering["question_pmi"] / 6)
     # The answer/refuse rule reads it with the local model.
     assert "question_pmi" in small_library.ask(question).signals
+
+
+SLOW_CHILD = """
+import json, os, sys, time
+from qa.answer.reader_process import ReaderProcess
+child = ReaderProcess(load=lambda: time.sleep(60), read=lambda *args: None)
+pid = child._process.pid
+started = time.perf_counter()
+child.close()  # as `qa ask` ends, its answer found before spaCy finished loading
+print(json.dumps({"pid": pid, "close_s": time.perf_counter() - started}))
+"""
+
+
+def test_a_command_ends_its_reader_child_even_while_it_is_still_loading():
+    import json
+    import os
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", SLOW_CHILD], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["close_s"] < 1.0
+    with pytest.raises(ProcessLookupError):  # gone and reaped, not left loading
+        os.kill(result["pid"], 0)

@@ -52,9 +52,12 @@ class ReaderProcess:
         return value if kind == "ok" else None
 
     def close(self) -> None:
-        """End the child now and reap it (it leaves at once when its pipe closes), so no process
-        outlives the command, not even as a zombie for init to collect."""
+        """End the child now and reap it, so no process outlives the command, not even as a zombie
+        for init to collect. Killed, not waited for: it holds nothing to save, and one still loading
+        spaCy (an answer that needed no reader) or reading a prefetch would see its pipe close only
+        when done."""
         self._conn.close()
+        self._process.kill()
         self._process.join(2)
 
 

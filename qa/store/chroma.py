@@ -178,6 +178,7 @@ class Store:
         self.name = collection
         self.embedder_name = embedder_name
         self._dim = dim
+        self._full = False  # chromadb's client opened (see _open_full)
         view = None
         if reading and not is_server(location):
             from qa.store.chroma_folder import open_folder
@@ -198,9 +199,11 @@ class Store:
         self.max_batch = max(1, min(5000, self.client.get_max_batch_size()))
 
     def _open_full(self):
-        """Open chromadb's client and this Store's collections through it; returns the client."""
-        self.client = make_client(self.location)
-        self._open_collections()
+        """Open chromadb's client and this Store's collections through it (once); returns it."""
+        if not self._full:
+            self.client = make_client(self.location)
+            self._full = True
+            self._open_collections()
         return self.client
 
     def _open_collections(self) -> None:
