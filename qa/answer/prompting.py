@@ -4,8 +4,10 @@ a chat model."""
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
-from qa.retrieve.hybrid import Sentence, sentences_within
+if TYPE_CHECKING:  # the few-shot prefix is read before the model loads, ahead of retrieval's imports
+    from qa.retrieve.hybrid import Sentence
 
 
 @lru_cache(maxsize=None)
@@ -25,6 +27,8 @@ def pick_evidence(ranked: list[Sentence], chars: int) -> list[list[Sentence]]:
     Library.passages packs them), grouped by article — articles in the order of their best
     sentence, sentences in reading order — so that neighbours read as passages. Each sentence
     keeps its article offsets: the model cites them by number."""
+    from qa.retrieve.hybrid import sentences_within
+
     by_article: dict[str, list[Sentence]] = {}
     for sentence in sentences_within(ranked, chars):
         by_article.setdefault(sentence.hit.article_id, []).append(sentence)
