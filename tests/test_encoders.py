@@ -253,3 +253,19 @@ def test_a_question_likelihood_being_scored_is_waited_for_not_scored_twice(tmp_p
     for thread in threads:
         thread.join()
     assert len(scored) == 1 and len(results) == 2 and results[0] == results[1]
+
+
+def test_the_thread_setting_bounds_prompt_evaluation_too(tmp_path):
+    """QA_LLM_THREADS caps the local model's threads for prompts as well as for one-token steps
+    (llama-cpp-python's n_threads covers the latter only; prompts are most of the work)."""
+    from qa.models.llms import LocalLLM
+
+    one = LocalLLM(threads=1, cache_dir=tmp_path)
+    params = one.model.context_params
+    assert params.n_threads == 1 and params.n_threads_batch == 1
+    prompt = "Evidence: Motegi said Tuesday that scrapping GSOMIA was a complete misjudgment.\nQuestion: " + QUESTION + "\nAnswer:"
+    two = LocalLLM(threads=2, cache_dir=tmp_path)
+    assert two.model.context_params.n_threads_batch == 2
+    assert one.score(prompt, ["Motegi", "Kono"]) == two.score(prompt, ["Motegi", "Kono"])  # the count moves no number
+    one.close()
+    two.close()

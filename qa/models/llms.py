@@ -160,8 +160,10 @@ class LocalLLM:
 
         self.prepare()
         with _quiet_stderr():  # llama.cpp prints load notes from C even with verbose=False
+            # Both counts: llama-cpp-python's n_threads covers one-token steps only, and prompts
+            # (most of the work) would otherwise take every core whatever QA_LLM_THREADS says.
             model = Llama(model_path=model_path(self.model_name, self.cache_dir), n_ctx=self.context,
-                          n_threads=self.threads, verbose=False)
+                          n_threads=self.threads, n_threads_batch=self.threads, verbose=False)
         if self.prefix:
             self._prime(model, self.prefix)
         self._model = model
