@@ -449,9 +449,10 @@ def _preload_ask(args: list[str]) -> None:
         settings = None if chooses_model else get_settings()
     except Exception:  # noqa: BLE001 - the command reports bad settings itself, as one line
         settings = None
-    preload_reader(question)  # a fork copies only this thread: before any is started
-    if settings is not None:
-        preload_answering(settings, question)
+    if settings is None:
+        preload_reader(question)
+    else:
+        preload_answering(settings, question)  # forks the reader first, then starts the model's thread
 
 
 MODEL_OPTIONS = {"--backend", "--model", "--base-url", "--api", "--local-model"}

@@ -5,7 +5,8 @@ chromadb's Python client is a layer of validation, telemetry and pydantic models
 of CPU (its models, OpenTelemetry, gRPC), about a fifth of a cold `qa ask`. A one-shot reader
 opens the folder with the bindings alone (~0.06 s) and calls the same functions the client
 would, with the same arguments (chromadb/api/rust.py). The first write, or anything else this
-view does not cover, opens the full client for the rest of the Store's life (see `upgrade`).
+view does not cover, opens the full client for the rest of the Store's life (`open_folder`'s
+`upgrade`).
 
 Where the bindings are missing or their signatures are not the ones this was written for (a
 chromadb release changed them), `open_folder` returns None and the full client is used."""
